@@ -1,0 +1,166 @@
+//! Command-line arguments: clap types only; the commands live in [`crate::commands`].
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::input::{Format, TextEncoding};
+use crate::model::DEFAULT_MODEL;
+
+/// Environment variable that sets `--model`.
+pub const ENV_MODEL: &str = "HABITLENS_MODEL";
+/// Environment variable that sets `--threads`.
+pub const ENV_THREADS: &str = "HABITLENS_THREADS";
+
+/// Reads what consumers write and tells what they habitually do and need.
+#[derive(Debug, Parser)]
+#[command(name = "habitlens", version, propagate_version = true)]
+pub struct Cli {
+    /// Options shared by every command.
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    /// The command to run.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Options shared by every command.
+#[derive(Debug, Args)]
+pub struct GlobalArgs {
+    /// Show debug logs (-v) or trace logs (-vv) on stderr; `RUST_LOG` overrides.
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    pub verbose: u8,
+    /// Hide progress bars.
+    ///
+    /// Progress is also hidden when stderr is not a terminal and in verbose mode. Warnings and
+    /// errors are still printed.
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+    /// Number of CPU threads for the encoder; all cores by default.
+    #[arg(long, global = true, env = ENV_THREADS, value_name = "N")]
+    pub threads: Option<usize>,
+}
+
+/// The commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Embed every text and write the vectors (JSONL or .npy).
+    Embed(EmbedArgs),
+    /// Find habits and needs in a dump of reviews, tickets or survey answers.
+    Analyze(AnalyzeArgs),
+}
+
+/// Where the texts come from and how to read them.
+#[derive(Debug, Args, Clone)]
+#[command(next_help_heading = "Input")]
+pub struct InputArgs {
+    /// Input file (CSV, TSV, JSONL or plain text), or `-` for stdin.
+    pub input: PathBuf,
+    /// Input format; guessed from the extension (.csv, .tsv, .jsonl, .txt) when not given.
+    #[arg(long, value_enum)]
+    pub format: Option<Format>,
+    /// CSV field delimiter (a single character); `,` by default, tab for .tsv.
+    #[arg(long, value_name = "CHAR")]
+    pub delimiter: Option<char>,
+    /// CSV column or JSONL field holding the text.
+    ///
+    /// Defaults to the only column of a one-column CSV, else a column named `text`.
+    #[arg(long, value_name = "NAME")]
+    pub text_column: Option<String>,
+    /// CSV column or JSONL field holding the row id; the 1-based row number by default.
+    #[arg(long, value_name = "NAME")]
+    pub id_column: Option<String>,
+    /// Text encoding of the input.
+    #[arg(long, value_enum, default_value_t = TextEncoding::Utf8)]
+    pub encoding: TextEncoding,
+}
+
+/// Which model embeds the texts.
+#[derive(Debug, Args, Clone)]
+#[command(next_help_heading = "Model")]
+pub struct ModelArgs {
+    /// Hub id (`org/name`, optionally `@revision`) or a local folder.
+    ///
+    /// Hub ids are looked up in the Hugging Face cache (`HF_HOME`, default
+    /// `~/.cache/huggingface`) and downloaded there when missing.
+    #[arg(long, env = ENV_MODEL, default_value = DEFAULT_MODEL, value_name = "ID|DIR")]
+    pub model: String,
+    /// Texts per forward pass.
+    #[arg(long, default_value_t = crate::embed::DEFAULT_BATCH_SIZE, value_name = "N")]
+    pub batch_size: usize,
+}
+
+/// Arguments of `habitlens embed`.
+#[derive(Debug, Args)]
+pub struct EmbedArgs {
+    /// Input options.
+    #[command(flatten)]
+    pub input: InputArgs,
+    /// Model options.
+    #[command(flatten)]
+    pub model: ModelArgs,
+    /// Output file: `.jsonl` (id, status, embedding) or `.npy` (float32 matrix, one row per
+    /// input row in input order; blank texts get a zero row).
+    #[arg(short, long, value_name = "FILE")]
+    pub output: PathBuf,
+}
+
+/// Arguments of `habitlens analyze`.
+#[derive(Debug, Args)]
+pub struct AnalyzeArgs {
+    /// Input options.
+    #[command(flatten)]
+    pub input: InputArgs,
+    /// Model options.
+    #[command(flatten)]
+    pub model: ModelArgs,
+    /// Taxonomy of labels to look for (TOML); the shipped habits and needs by default.
+    #[arg(long, value_name = "FILE", help_heading = "Labels")]
+    pub taxonomy: Option<PathBuf>,
+    /// Standard deviations above a label's mean score needed to assign it.
+    ///
+    /// Each label's mean and spread are measured on the first 2,000 non-empty texts; raise it
+    /// for fewer, surer labels.
+    #[arg(long, default_value_t = crate::zeroshot::DEFAULT_Z, value_name = "Z", help_heading = "Labels")]
+    pub z: f32,
+    /// Use one fixed cosine threshold for every label instead of per-label calibration.
+    #[arg(long, value_name = "COSINE", help_heading = "Labels")]
+    pub threshold: Option<f32>,
+    /// Add a score column for every label to rows.csv, assigned or not.
+    #[arg(long, help_heading = "Output")]
+    pub all_scores: bool,
+    /// Folder for rows.csv and summary.json.
+    #[arg(
+        long,
+        short,
+        default_value = "habitlens-out",
+        value_name = "DIR",
+        help_heading = "Output"
+    )]
+    pub output_dir: PathBuf,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn analyze_defaults() {
+        let cli = Cli::try_parse_from(["habitlens", "analyze", "r.csv"]).unwrap();
+        let Command::Analyze(args) = cli.command else { panic!("expected analyze") };
+        assert_eq!(args.output_dir, PathBuf::from("habitlens-out"));
+        assert_eq!(args.model.model, DEFAULT_MODEL);
+        assert!(args.threshold.is_none());
+    }
+
+    #[test]
+    fn embed_requires_output() {
+        assert!(Cli::try_parse_from(["habitlens", "embed", "r.csv"]).is_err());
+    }
+}

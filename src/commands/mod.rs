@@ -1,0 +1,95 @@
+//! The commands behind the CLI: each turns parsed arguments into calls of the library and
+//! writes results. Shared set-up (reading input, loading the model, progress) lives here.
+
+mod analyze;
+mod embed;
+
+use anyhow::Context;
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+use crate::cli::{Cli, Command, InputArgs, ModelArgs};
+use crate::embed::Embedder;
+use crate::input::{ReadOptions, Reader, Source};
+use crate::model::{ModelFiles, ModelSource, ModelSpec};
+
+/// A mistake in how the command was called, reported with exit code 2.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct UsageError(pub String);
+
+/// How the run should look on stderr.
+#[derive(Debug, Clone, Copy)]
+pub struct Ui {
+    /// Whether progress bars may be drawn.
+    pub progress: bool,
+}
+
+/// Runs the command `cli` names.
+///
+/// # Errors
+/// Whatever the command fails with, with context naming what it was doing.
+pub fn run(cli: Cli) -> anyhow::Result<()> {
+    let ui = Ui { progress: !cli.global.quiet && cli.global.verbose == 0 };
+    match cli.command {
+        Command::Embed(args) => embed::run(&args, ui),
+        Command::Analyze(args) => analyze::run(&args, ui),
+    }
+}
+
+/// Opens the input named by `args`, checking format and columns before any heavy work.
+fn open_input(args: &InputArgs, extra_columns: Vec<String>) -> anyhow::Result<Reader> {
+    let delimiter = args
+        .delimiter
+        .map(|c| {
+            u8::try_from(c).map_err(|_| {
+                UsageError(format!("`--delimiter` must be one ASCII character, got `{c}`"))
+            })
+        })
+        .transpose()?;
+    let options = ReadOptions {
+        format: args.format,
+        delimiter,
+        encoding: args.encoding,
+        text_column: args.text_column.clone(),
+        id_column: args.id_column.clone(),
+        extra_columns,
+    };
+    Ok(Reader::open(&Source::from_arg(&args.input), options)?)
+}
+
+/// Resolves and loads the model named by `args`.
+fn load_embedder(args: &ModelArgs) -> anyhow::Result<Embedder> {
+    let spec = ModelSpec::parse(&args.model)?;
+    let started = std::time::Instant::now();
+    let files = ModelFiles::resolve(&ModelSource::new(spec)?)?;
+    let embedder = Embedder::from_files(&files, &candle_core::Device::Cpu)
+        .with_context(|| format!("loading model `{}`", args.model))?
+        .with_batch_size(args.batch_size);
+    tracing::debug!(elapsed = ?started.elapsed(), batch_size = args.batch_size, "model ready");
+    Ok(embedder)
+}
+
+/// A counter of texts done on stderr, hidden when progress is off or stderr is not a terminal.
+fn text_progress(ui: Ui, what: &str) -> ProgressBar {
+    if !ui.progress {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
+    bar.set_style(
+        ProgressStyle::with_template("{spinner} {msg} {human_pos} rows, {per_sec}, {elapsed}")
+            .expect("the progress template is valid"),
+    );
+    bar.set_message(what.to_string());
+    bar.enable_steady_tick(std::time::Duration::from_millis(200));
+    bar
+}
+
+/// Warns once when some texts were cut at the model's limit.
+fn warn_truncated(truncated: usize, max_seq_length: usize) {
+    if truncated > 0 {
+        tracing::warn!(
+            "{truncated} text(s) were longer than {max_seq_length} tokens; only their first \
+             {max_seq_length} tokens were embedded"
+        );
+    }
+}

@@ -1,0 +1,213 @@
+//! Turning texts into sentence embeddings.
+//!
+//! The pipeline, in order: tokenize every text (truncating at the model's `max_seq_length`),
+//! sort by token count so each batch holds texts of similar length, pad each batch to its
+//! longest text, run the encoder, pool, normalise when the model says so, and put every vector
+//! back at its text's position.
+//!
+//! ```no_run
+//! use habitlens::embed::Embedder;
+//! use habitlens::model::ModelSpec;
+//!
+//! let embedder = Embedder::load(&ModelSpec::parse("sentence-transformers/all-MiniLM-L6-v2")?)?;
+//! let out = embedder.embed(&["Arrived fast, fits well", "Runs small, order a size up"])?;
+//! assert_eq!(out.dimension(), 384);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+use candle_core::{DType, Device, Tensor};
+use candle_nn::VarBuilder;
+use tokenizers::{Tokenizer, TruncationParams};
+
+use crate::model::{
+    BertModel, ModelError, ModelFiles, ModelInfo, ModelSource, ModelSpec, l2_normalize,
+};
+
+/// Texts per forward pass unless told otherwise.
+pub const DEFAULT_BATCH_SIZE: usize = 32;
+
+/// What went wrong while embedding.
+#[derive(Debug, thiserror::Error)]
+pub enum EmbedError {
+    /// The tokenizer rejected a text.
+    #[error("cannot tokenize the input")]
+    Tokenize(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// A tensor operation failed.
+    #[error("the encoder failed")]
+    Compute(#[from] candle_core::Error),
+}
+
+/// Embeddings of a list of texts, in input order.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Embeddings {
+    data: Vec<f32>,
+    dimension: usize,
+    /// Token count of each text after truncation, special tokens included.
+    pub token_counts: Vec<usize>,
+    /// How many texts were longer than the model's limit and were cut.
+    pub truncated: usize,
+}
+
+impl Embeddings {
+    /// Number of texts.
+    pub fn len(&self) -> usize {
+        self.token_counts.len()
+    }
+
+    /// Whether there are no texts.
+    pub fn is_empty(&self) -> bool {
+        self.token_counts.is_empty()
+    }
+
+    /// Length of each vector.
+    pub fn dimension(&self) -> usize {
+        self.dimension
+    }
+
+    /// The vector of text `i`.
+    ///
+    /// # Panics
+    /// When `i` is out of range.
+    pub fn row(&self, i: usize) -> &[f32] {
+        &self.data[i * self.dimension..(i + 1) * self.dimension]
+    }
+
+    /// Iterates over the vectors in input order.
+    pub fn rows(&self) -> impl ExactSizeIterator<Item = &[f32]> {
+        self.data.chunks_exact(self.dimension.max(1)).take(self.len())
+    }
+
+    /// All vectors as one row-major matrix.
+    pub fn as_flat(&self) -> &[f32] {
+        &self.data
+    }
+}
+
+/// A sentence-transformers model ready to embed text.
+pub struct Embedder {
+    model: BertModel,
+    tokenizer: Tokenizer,
+    info: ModelInfo,
+    device: Device,
+    batch_size: usize,
+}
+
+impl Embedder {
+    /// Resolves and loads a model on the CPU.
+    ///
+    /// # Errors
+    /// See [`ModelFiles::resolve`] and [`Embedder::from_files`].
+    pub fn load(spec: &ModelSpec) -> Result<Self, ModelError> {
+        let files = ModelFiles::resolve(&ModelSource::new(spec.clone())?)?;
+        Self::from_files(&files, &Device::Cpu)
+    }
+
+    /// Loads the tokenizer and the weights named by `files` onto `device`.
+    ///
+    /// # Errors
+    /// Fails when the tokenizer or the weights cannot be loaded.
+    pub fn from_files(files: &ModelFiles, device: &Device) -> Result<Self, ModelError> {
+        let mut tokenizer = Tokenizer::from_file(&files.tokenizer)
+            .map_err(|source| ModelError::Tokenizer { path: files.tokenizer.clone(), source })?;
+        // Some tokenizer.json files (all-MiniLM-L6-v2's among them) carry fixed padding to 128
+        // and truncation at 128; we pad per batch ourselves and truncate at max_seq_length.
+        tokenizer.with_padding(None);
+        tokenizer
+            .with_truncation(Some(TruncationParams {
+                max_length: files.info.max_seq_length,
+                ..TruncationParams::default()
+            }))
+            .map_err(|source| ModelError::Tokenizer { path: files.tokenizer.clone(), source })?;
+
+        let weights_err = |source| ModelError::Weights { path: files.weights.clone(), source };
+        // SAFETY: the weights file is memory-mapped read-only; habitlens never writes to it, and
+        // a model file changed by another process while we run is outside what we support.
+        let vb = unsafe {
+            VarBuilder::from_mmaped_safetensors(&[&files.weights], DType::F32, device)
+                .map_err(weights_err)?
+        };
+        let model = BertModel::load(vb, &files.config).map_err(weights_err)?;
+        tracing::debug!(device = ?device, dtype = "f32", "encoder loaded");
+        Ok(Self {
+            model,
+            tokenizer,
+            info: files.info.clone(),
+            device: device.clone(),
+            batch_size: DEFAULT_BATCH_SIZE,
+        })
+    }
+
+    /// Sets how many texts go through the encoder at once (at least 1).
+    #[must_use]
+    pub fn with_batch_size(mut self, batch_size: usize) -> Self {
+        self.batch_size = batch_size.max(1);
+        self
+    }
+
+    /// What the model says about itself.
+    pub fn info(&self) -> &ModelInfo {
+        &self.info
+    }
+
+    /// The device the encoder runs on.
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+
+    /// Embeds `texts`, returning vectors in input order.
+    ///
+    /// # Errors
+    /// Fails when tokenization or the forward pass fails.
+    pub fn embed<S: AsRef<str> + Sync>(&self, texts: &[S]) -> Result<Embeddings, EmbedError> {
+        self.embed_with_progress(texts, &mut |_| {})
+    }
+
+    /// Like [`Embedder::embed`], calling `progress` with the number of texts done after each
+    /// batch.
+    ///
+    /// # Errors
+    /// Fails when tokenization or the forward pass fails.
+    pub fn embed_with_progress<S: AsRef<str> + Sync>(
+        &self,
+        texts: &[S],
+        progress: &mut dyn FnMut(usize),
+    ) -> Result<Embeddings, EmbedError> {
+        let dimension = self.info.dimension;
+        let inputs: Vec<&str> = texts.iter().map(AsRef::as_ref).collect();
+        let encodings = self.tokenizer.encode_batch(inputs, true).map_err(EmbedError::Tokenize)?;
+        let token_counts: Vec<usize> = encodings.iter().map(|e| e.get_ids().len()).collect();
+        let truncated = encodings.iter().filter(|e| !e.get_overflowing().is_empty()).count();
+
+        // Longest first, so the first batch shows the peak memory early.
+        let mut order: Vec<usize> = (0..encodings.len()).collect();
+        order.sort_by_key(|&i| std::cmp::Reverse(token_counts[i]));
+
+        let mut data = vec![0f32; texts.len() * dimension];
+        for batch in order.chunks(self.batch_size) {
+            let seq_len = batch.iter().map(|&i| token_counts[i]).max().unwrap_or(0);
+            let mut ids = vec![0u32; batch.len() * seq_len];
+            let mut mask = vec![0f32; batch.len() * seq_len];
+            for (row, &i) in batch.iter().enumerate() {
+                let enc_ids = encodings[i].get_ids();
+                ids[row * seq_len..row * seq_len + enc_ids.len()].copy_from_slice(enc_ids);
+                mask[row * seq_len..row * seq_len + enc_ids.len()].fill(1.0);
+            }
+            let ids = Tensor::from_vec(ids, (batch.len(), seq_len), &self.device)?;
+            let mask = Tensor::from_vec(mask, (batch.len(), seq_len), &self.device)?;
+
+            let hidden = self.model.forward(&ids, &mask)?;
+            let mut pooled = self.info.pooling.apply(&hidden, &mask)?;
+            if self.info.normalize {
+                pooled = l2_normalize(&pooled)?;
+            }
+
+            let pooled = pooled.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
+            for (row, &i) in batch.iter().enumerate() {
+                data[i * dimension..(i + 1) * dimension]
+                    .copy_from_slice(&pooled[row * dimension..(row + 1) * dimension]);
+            }
+            progress(batch.len());
+        }
+        Ok(Embeddings { data, dimension, token_counts, truncated })
+    }
+}

@@ -1,0 +1,575 @@
+//! Reading rows of text from CSV/TSV, JSONL or plain text files, or from standard input.
+//!
+//! Every row becomes one [`Record`] with a 1-based row number, an id (the id column when one is
+//! named, else the row number), the text, and any extra columns asked for (a label, say). Rows are
+//! read one at a time, so memory does not grow with the file. A problem stops the read with an
+//! [`InputError`] naming the file, the row and the column.
+
+use std::fmt;
+use std::fs::File;
+use std::io::{BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+/// File formats habitlens reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Format {
+    /// Comma-separated values with a header row (`.csv`; `.tsv` means tab-separated).
+    Csv,
+    /// One JSON object a line (`.jsonl`, `.ndjson`).
+    Jsonl,
+    /// One text a line, no header (`.txt`).
+    Text,
+}
+
+/// Text encodings habitlens decodes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum TextEncoding {
+    /// UTF-8; invalid bytes are an error.
+    #[default]
+    Utf8,
+    /// Windows-1252, the superset of Latin-1 that spreadsheet exports use.
+    Latin1,
+}
+
+/// Where the input comes from: a file or standard input.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Source {
+    /// Standard input (`-` on the command line).
+    Stdin,
+    /// A file.
+    File(PathBuf),
+}
+
+impl Source {
+    /// `-` means standard input, anything else a path.
+    pub fn from_arg(arg: &Path) -> Self {
+        if arg.as_os_str() == "-" { Self::Stdin } else { Self::File(arg.to_path_buf()) }
+    }
+
+    /// The file name used in messages and reports.
+    pub fn display_name(&self) -> String {
+        match self {
+            Self::Stdin => "<stdin>".to_string(),
+            Self::File(p) => p.display().to_string(),
+        }
+    }
+}
+
+impl fmt::Display for Source {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.display_name())
+    }
+}
+
+/// What went wrong while reading input. Every variant names the file; row-level ones name the
+/// row (1-based, header excluded) and the column.
+#[derive(Debug, thiserror::Error)]
+pub enum InputError {
+    /// The file cannot be opened or read.
+    #[error("cannot read `{file}`")]
+    Io {
+        /// File name.
+        file: String,
+        /// Cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The format cannot be told from the name.
+    #[error(
+        "cannot tell the format of `{file}` from its extension\nhint: pass `--format csv`, `--format jsonl` or `--format text`"
+    )]
+    UnknownFormat {
+        /// File name.
+        file: String,
+    },
+    /// A column that was asked for does not exist.
+    #[error("`{file}` has no column `{column}`; its columns are: {available}\nhint: {hint}")]
+    MissingColumn {
+        /// File name.
+        file: String,
+        /// Column asked for.
+        column: String,
+        /// Columns present, comma-separated.
+        available: String,
+        /// What to do.
+        hint: String,
+    },
+    /// No text column was named and none could be chosen.
+    #[error(
+        "`{file}` has several columns and none is called `text`; its columns are: {available}\nhint: pass `--text-column NAME`"
+    )]
+    AmbiguousTextColumn {
+        /// File name.
+        file: String,
+        /// Columns present.
+        available: String,
+    },
+    /// A field is not valid UTF-8.
+    #[error(
+        "`{file}`, row {row}, column `{column}`: invalid UTF-8 at byte {byte} of the field\nhint: if the file was exported from a spreadsheet, pass `--encoding latin1`"
+    )]
+    InvalidUtf8 {
+        /// File name.
+        file: String,
+        /// Row number.
+        row: usize,
+        /// Column name.
+        column: String,
+        /// Byte offset of the first invalid byte within the field.
+        byte: usize,
+    },
+    /// A CSV row is malformed (wrong number of fields, bad quoting).
+    #[error("`{file}`, row {row} (line {line}): {problem}")]
+    Malformed {
+        /// File name.
+        file: String,
+        /// Row number.
+        row: usize,
+        /// Line number in the file.
+        line: u64,
+        /// Description.
+        problem: String,
+    },
+    /// A JSONL line is not a JSON object.
+    #[error("`{file}`, row {row}: {problem}")]
+    Json {
+        /// File name.
+        file: String,
+        /// Row number.
+        row: usize,
+        /// Description.
+        problem: String,
+    },
+    /// A JSONL row lacks a field.
+    #[error("`{file}`, row {row}: field `{column}` is missing")]
+    MissingField {
+        /// File name.
+        file: String,
+        /// Row number.
+        row: usize,
+        /// Field name.
+        column: String,
+    },
+    /// A flag does not apply to the format.
+    #[error("`{file}`: {problem}")]
+    Unsupported {
+        /// File name.
+        file: String,
+        /// Description.
+        problem: String,
+    },
+}
+
+/// How to read the input.
+#[derive(Debug, Clone, Default)]
+pub struct ReadOptions {
+    /// Format; guessed from the extension when `None`.
+    pub format: Option<Format>,
+    /// Field delimiter for CSV; `,` (or tab for `.tsv`) when `None`.
+    pub delimiter: Option<u8>,
+    /// Encoding of the bytes.
+    pub encoding: TextEncoding,
+    /// Column (CSV) or field (JSONL) holding the text; see [`Reader::open`] for the default.
+    pub text_column: Option<String>,
+    /// Column or field holding the row id; the row number when `None`.
+    pub id_column: Option<String>,
+    /// Further columns every row must have, returned in [`Record::extra`] in this order.
+    pub extra_columns: Vec<String>,
+}
+
+/// One input row.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Record {
+    /// 1-based row number, header excluded.
+    pub row: usize,
+    /// The id column's value, else the row number.
+    pub id: String,
+    /// The text.
+    pub text: String,
+    /// Values of [`ReadOptions::extra_columns`], in that order.
+    pub extra: Vec<String>,
+}
+
+impl Record {
+    /// Whether the text is empty or only white space.
+    pub fn is_blank(&self) -> bool {
+        self.text.trim().is_empty()
+    }
+}
+
+enum Inner {
+    Csv {
+        reader: csv::Reader<Box<dyn Read>>,
+        headers: Vec<String>,
+        text: usize,
+        id: Option<usize>,
+        extra: Vec<usize>,
+        record: csv::ByteRecord,
+    },
+    Lines {
+        reader: Box<dyn BufRead>,
+        json: bool,
+        line: Vec<u8>,
+    },
+}
+
+/// Reads [`Record`]s one at a time.
+pub struct Reader {
+    inner: Inner,
+    file: String,
+    options: ReadOptions,
+    row: usize,
+}
+
+/// Guesses the format (and the CSV delimiter) from a file name.
+pub fn format_from_path(path: &Path) -> Option<(Format, Option<u8>)> {
+    let ext = path.extension()?.to_str()?.to_ascii_lowercase();
+    match ext.as_str() {
+        "csv" => Some((Format::Csv, None)),
+        "tsv" | "tab" => Some((Format::Csv, Some(b'\t'))),
+        "jsonl" | "ndjson" => Some((Format::Jsonl, None)),
+        "txt" | "text" => Some((Format::Text, None)),
+        _ => None,
+    }
+}
+
+impl Reader {
+    /// Opens `source` and, for CSV, reads the header and checks that the columns exist.
+    ///
+    /// Without a text column, a CSV file with one column uses it, else a column named `text`
+    /// (any case); JSONL uses the field `text`.
+    ///
+    /// # Errors
+    /// Fails when the file cannot be opened, the format cannot be told, or a column is missing.
+    pub fn open(source: &Source, options: ReadOptions) -> Result<Self, InputError> {
+        let file = source.display_name();
+        let io_err = |source| InputError::Io { file: file.clone(), source };
+        let guessed = match source {
+            Source::File(path) => format_from_path(path),
+            Source::Stdin => None,
+        };
+        let format = options
+            .format
+            .or(guessed.map(|g| g.0))
+            .ok_or_else(|| InputError::UnknownFormat { file: file.clone() })?;
+        let raw: Box<dyn Read> = match source {
+            Source::Stdin => Box::new(std::io::stdin().lock()),
+            Source::File(path) => Box::new(File::open(path).map_err(io_err)?),
+        };
+
+        let inner = match format {
+            Format::Csv => {
+                let delimiter = options.delimiter.or(guessed.and_then(|g| g.1)).unwrap_or(b',');
+                let mut reader = csv::ReaderBuilder::new()
+                    .delimiter(delimiter)
+                    .has_headers(true)
+                    .from_reader(raw);
+                let header_bytes = reader.byte_headers().map_err(|e| csv_error(&file, 0, e))?;
+                let headers: Vec<String> = header_bytes
+                    .iter()
+                    .map(|h| {
+                        decode(h, options.encoding)
+                            .unwrap_or_else(|_| String::from_utf8_lossy(h).into_owned())
+                    })
+                    .map(|h| h.trim_start_matches('\u{feff}').to_string())
+                    .collect();
+                let find = |name: &str, flag: &str| {
+                    headers.iter().position(|h| h == name).ok_or_else(|| {
+                        InputError::MissingColumn {
+                            file: file.clone(),
+                            column: name.to_string(),
+                            available: list_columns(&headers),
+                            hint: format!("pass `{flag}` one of the columns above"),
+                        }
+                    })
+                };
+                let text = match &options.text_column {
+                    Some(name) => find(name, "--text-column")?,
+                    None if headers.len() == 1 => 0,
+                    None => headers
+                        .iter()
+                        .position(|h| h.eq_ignore_ascii_case("text"))
+                        .ok_or_else(|| InputError::AmbiguousTextColumn {
+                            file: file.clone(),
+                            available: list_columns(&headers),
+                        })?,
+                };
+                let id =
+                    options.id_column.as_deref().map(|c| find(c, "--id-column")).transpose()?;
+                let extra = options
+                    .extra_columns
+                    .iter()
+                    .map(|c| find(c, "the column flag"))
+                    .collect::<Result<Vec<_>, _>>()?;
+                Inner::Csv { reader, headers, text, id, extra, record: csv::ByteRecord::new() }
+            }
+            Format::Jsonl | Format::Text => {
+                if format == Format::Text
+                    && (options.id_column.is_some() || !options.extra_columns.is_empty())
+                {
+                    return Err(InputError::Unsupported {
+                        file,
+                        problem: "plain text has no columns: use CSV or JSONL to name an id or label column"
+                            .to_string(),
+                    });
+                }
+                Inner::Lines {
+                    reader: Box::new(BufReader::with_capacity(1 << 16, raw)),
+                    json: format == Format::Jsonl,
+                    line: Vec::new(),
+                }
+            }
+        };
+        Ok(Self { inner, file, options, row: 0 })
+    }
+
+    /// The file name used in messages.
+    pub fn file_name(&self) -> &str {
+        &self.file
+    }
+
+    /// Column names of a CSV input (empty for other formats).
+    pub fn headers(&self) -> &[String] {
+        match &self.inner {
+            Inner::Csv { headers, .. } => headers,
+            Inner::Lines { .. } => &[],
+        }
+    }
+
+    fn next_record(&mut self) -> Result<Option<Record>, InputError> {
+        let encoding = self.options.encoding;
+        match &mut self.inner {
+            Inner::Csv { reader, headers, text, id, extra, record } => {
+                let row = self.row + 1;
+                match reader.read_byte_record(record) {
+                    Ok(false) => return Ok(None),
+                    Ok(true) => {}
+                    Err(e) => return Err(csv_error(&self.file, row, e)),
+                }
+                self.row = row;
+                let field = |index: usize| -> Result<String, InputError> {
+                    let bytes = record.get(index).unwrap_or_default();
+                    decode(bytes, encoding).map_err(|byte| InputError::InvalidUtf8 {
+                        file: self.file.clone(),
+                        row,
+                        column: headers[index].clone(),
+                        byte,
+                    })
+                };
+                Ok(Some(Record {
+                    row,
+                    id: id.map(field).transpose()?.unwrap_or_else(|| row.to_string()),
+                    text: field(*text)?,
+                    extra: extra.iter().map(|&i| field(i)).collect::<Result<_, _>>()?,
+                }))
+            }
+            Inner::Lines { reader, json, line } => loop {
+                line.clear();
+                let n = reader
+                    .read_until(b'\n', line)
+                    .map_err(|source| InputError::Io { file: self.file.clone(), source })?;
+                if n == 0 {
+                    return Ok(None);
+                }
+                while matches!(line.last(), Some(b'\n' | b'\r')) {
+                    line.pop();
+                }
+                let row = self.row + 1;
+                let column = if *json { "<line>" } else { "text" };
+                let decoded = decode(line, encoding).map_err(|byte| InputError::InvalidUtf8 {
+                    file: self.file.clone(),
+                    row,
+                    column: column.to_string(),
+                    byte,
+                })?;
+                if !*json {
+                    self.row = row;
+                    return Ok(Some(Record {
+                        row,
+                        id: row.to_string(),
+                        text: decoded,
+                        extra: vec![],
+                    }));
+                }
+                // A blank line in JSONL separates nothing and holds no row.
+                if decoded.trim().is_empty() {
+                    continue;
+                }
+                self.row = row;
+                return json_record(&self.file, row, &decoded, &self.options).map(Some);
+            },
+        }
+    }
+}
+
+impl Iterator for Reader {
+    type Item = Result<Record, InputError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        self.next_record().transpose()
+    }
+}
+
+fn json_record(
+    file: &str,
+    row: usize,
+    line: &str,
+    options: &ReadOptions,
+) -> Result<Record, InputError> {
+    let value: serde_json::Value = serde_json::from_str(line).map_err(|e| InputError::Json {
+        file: file.to_string(),
+        row,
+        problem: format!("invalid JSON at column {}: {e}", e.column()),
+    })?;
+    let object = value.as_object().ok_or_else(|| InputError::Json {
+        file: file.to_string(),
+        row,
+        problem: "expected a JSON object".to_string(),
+    })?;
+    let field = |name: &str| -> Result<String, InputError> {
+        match object.get(name) {
+            None => Err(InputError::MissingField {
+                file: file.to_string(),
+                row,
+                column: name.to_string(),
+            }),
+            Some(serde_json::Value::Null) => Ok(String::new()),
+            Some(serde_json::Value::String(s)) => Ok(s.clone()),
+            Some(other) => Ok(other.to_string()),
+        }
+    };
+    let text_field = options.text_column.as_deref().unwrap_or("text");
+    Ok(Record {
+        row,
+        id: options.id_column.as_deref().map(field).transpose()?.unwrap_or_else(|| row.to_string()),
+        text: field(text_field)?,
+        extra: options.extra_columns.iter().map(|c| field(c)).collect::<Result<_, _>>()?,
+    })
+}
+
+/// Decodes bytes; on invalid UTF-8 returns the offset of the first bad byte.
+fn decode(bytes: &[u8], encoding: TextEncoding) -> Result<String, usize> {
+    match encoding {
+        TextEncoding::Utf8 => {
+            std::str::from_utf8(bytes).map(str::to_string).map_err(|e| e.valid_up_to())
+        }
+        TextEncoding::Latin1 => {
+            Ok(encoding_rs::WINDOWS_1252.decode_without_bom_handling(bytes).0.into_owned())
+        }
+    }
+}
+
+fn list_columns(headers: &[String]) -> String {
+    headers.iter().map(|h| format!("`{h}`")).collect::<Vec<_>>().join(", ")
+}
+
+fn csv_error(file: &str, row: usize, err: csv::Error) -> InputError {
+    let line = err.position().map_or(0, csv::Position::line);
+    match err.into_kind() {
+        csv::ErrorKind::Io(source) => InputError::Io { file: file.to_string(), source },
+        csv::ErrorKind::UnequalLengths { expected_len, len, .. } => InputError::Malformed {
+            file: file.to_string(),
+            row,
+            line,
+            problem: format!("expected {expected_len} fields like the header, found {len}"),
+        },
+        other => InputError::Malformed {
+            file: file.to_string(),
+            row,
+            line,
+            problem: format!("{other:?}"),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    fn write_temp(name: &str, bytes: &[u8]) -> (tempfile::TempDir, PathBuf) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(name);
+        File::create(&path).unwrap().write_all(bytes).unwrap();
+        (dir, path)
+    }
+
+    fn read_all(path: &Path, options: ReadOptions) -> Result<Vec<Record>, InputError> {
+        Reader::open(&Source::File(path.to_path_buf()), options)?.collect()
+    }
+
+    #[test]
+    fn csv_quoted_fields_keep_commas_and_new_lines() {
+        let (_d, path) = write_temp("r.csv", b"id,text\n7,\"fits, but\nruns small\"\n8,ok\n");
+        let options = ReadOptions { id_column: Some("id".into()), ..Default::default() };
+        let rows = read_all(&path, options).unwrap();
+        assert_eq!(rows.len(), 2);
+        assert_eq!(rows[0].id, "7");
+        assert_eq!(rows[0].text, "fits, but\nruns small");
+        assert_eq!(rows[1].row, 2);
+    }
+
+    #[test]
+    fn missing_column_lists_existing_ones() {
+        let (_d, path) = write_temp("r.csv", b"a,b\n1,2\n");
+        let options = ReadOptions { text_column: Some("body".into()), ..Default::default() };
+        let err = read_all(&path, options).unwrap_err().to_string();
+        assert!(err.contains("no column `body`") && err.contains("`a`, `b`"), "{err}");
+    }
+
+    #[test]
+    fn invalid_utf8_names_row_and_column_and_latin1_reads_it() {
+        let (_d, path) = write_temp("r.csv", b"text\nfine\ncaf\xe9 au lait\n");
+        let err = read_all(&path, ReadOptions::default()).unwrap_err();
+        let msg = err.to_string();
+        assert!(
+            msg.contains("row 2") && msg.contains("column `text`") && msg.contains("byte 3"),
+            "{msg}"
+        );
+        let options = ReadOptions { encoding: TextEncoding::Latin1, ..Default::default() };
+        assert_eq!(read_all(&path, options).unwrap()[1].text, "café au lait");
+    }
+
+    #[test]
+    fn short_csv_row_is_an_error_with_row_number() {
+        let (_d, path) = write_temp("r.csv", b"id,text\n1,a\n2\n");
+        let msg = read_all(&path, ReadOptions::default()).unwrap_err().to_string();
+        assert!(msg.contains("row 2") && msg.contains("expected 2 fields"), "{msg}");
+    }
+
+    #[test]
+    fn tsv_and_text_formats_come_from_the_extension() {
+        let (_d, path) = write_temp("r.tsv", b"text\tstars\nhello, world\t5\n");
+        assert_eq!(read_all(&path, ReadOptions::default()).unwrap()[0].text, "hello, world");
+        let (_d2, path) = write_temp("r.txt", b"one\r\n\r\nthree\n");
+        let rows = read_all(&path, ReadOptions::default()).unwrap();
+        let texts: Vec<_> = rows.iter().map(|r| r.text.as_str()).collect();
+        assert_eq!(texts, ["one", "", "three"]);
+        assert!(rows[1].is_blank());
+    }
+
+    #[test]
+    fn jsonl_reads_fields_and_reports_bad_lines() {
+        let (_d, path) =
+            write_temp("r.jsonl", b"{\"text\":\"a\",\"id\":3}\n\n{\"text\":null,\"id\":4}\n");
+        let options = ReadOptions { id_column: Some("id".into()), ..Default::default() };
+        let rows = read_all(&path, options.clone()).unwrap();
+        assert_eq!(rows.len(), 2);
+        assert_eq!((rows[0].id.as_str(), rows[1].text.as_str()), ("3", ""));
+        let (_d2, bad) = write_temp("b.jsonl", b"{\"text\":\"a\"}\n{\"txt\":\"b\"}\n");
+        let msg = read_all(&bad, options).unwrap_err().to_string();
+        assert!(msg.contains("row 1") && msg.contains("`id`"), "{msg}");
+    }
+
+    #[test]
+    fn unknown_extension_asks_for_format() {
+        let (_d, path) = write_temp("r.dat", b"x\n");
+        assert!(matches!(
+            read_all(&path, ReadOptions::default()),
+            Err(InputError::UnknownFormat { .. })
+        ));
+    }
+}

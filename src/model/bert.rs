@@ -1,0 +1,292 @@
+//! A BERT encoder on candle, written for sentence embeddings and for fine-tuning.
+//!
+//! The layout follows Hugging Face `transformers`' `modeling_bert.py`
+//! (<https://github.com/huggingface/transformers/blob/v4.46.0/src/transformers/models/bert/modeling_bert.py>):
+//! embeddings (word + position + token type, then layer norm), then `num_hidden_layers` blocks of
+//! self-attention and a feed-forward network, each closed by a residual add and a layer norm.
+//! Weight names match the checkpoint (`embeddings.word_embeddings.weight`,
+//! `encoder.layer.0.attention.self.query.weight`, ...), with or without a leading `bert.`.
+//!
+//! We keep our own copy rather than candle-transformers' so that training can switch every layer
+//! norm to a variant with a backward pass: candle's fused layer norm has none, which would leave
+//! the encoder weights silently untouched by backpropagation.
+
+use candle_core::{D, DType, Module, Result, Tensor};
+use candle_nn::{Embedding, Linear, VarBuilder};
+use serde::Deserialize;
+
+/// The subset of a Hugging Face `config.json` that a BERT forward pass needs.
+#[derive(Debug, Clone, Deserialize)]
+pub struct BertConfig {
+    /// Size of the word-piece vocabulary.
+    pub vocab_size: usize,
+    /// Width of every hidden state.
+    pub hidden_size: usize,
+    /// Number of transformer blocks.
+    pub num_hidden_layers: usize,
+    /// Number of attention heads per block.
+    pub num_attention_heads: usize,
+    /// Width of the feed-forward layer inside each block.
+    pub intermediate_size: usize,
+    /// Activation of the feed-forward layer (`gelu`, `gelu_new`, `gelu_pytorch_tanh`, `relu`).
+    #[serde(default = "default_hidden_act")]
+    pub hidden_act: String,
+    /// Number of learned positions.
+    pub max_position_embeddings: usize,
+    /// Number of token types (segments).
+    #[serde(default = "default_type_vocab_size")]
+    pub type_vocab_size: usize,
+    /// Epsilon of every layer norm.
+    #[serde(default = "default_layer_norm_eps")]
+    pub layer_norm_eps: f64,
+    /// Architecture family as declared by the checkpoint.
+    #[serde(default)]
+    pub model_type: Option<String>,
+    /// Only `absolute` is supported.
+    #[serde(default)]
+    pub position_embedding_type: Option<String>,
+}
+
+fn default_hidden_act() -> String {
+    "gelu".to_string()
+}
+
+fn default_type_vocab_size() -> usize {
+    2
+}
+
+fn default_layer_norm_eps() -> f64 {
+    1e-12
+}
+
+/// Feed-forward activation functions found in BERT checkpoints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Activation {
+    /// The exact GELU, `x * Φ(x)` with the error function.
+    GeluErf,
+    /// The tanh approximation of GELU.
+    GeluTanh,
+    /// Rectified linear unit.
+    Relu,
+}
+
+impl Activation {
+    /// Maps a `hidden_act` string of `config.json` to an activation, if we support it.
+    pub fn from_config(name: &str) -> Option<Self> {
+        match name {
+            "gelu" => Some(Self::GeluErf),
+            "gelu_new" | "gelu_pytorch_tanh" | "gelu_fast" => Some(Self::GeluTanh),
+            "relu" => Some(Self::Relu),
+            _ => None,
+        }
+    }
+
+    fn apply(self, xs: &Tensor) -> Result<Tensor> {
+        match self {
+            Self::GeluErf => xs.gelu_erf(),
+            Self::GeluTanh => xs.gelu(),
+            Self::Relu => xs.relu(),
+        }
+    }
+}
+
+/// A layer norm that uses candle's fused kernel for inference and a composed, differentiable
+/// version when gradients are needed.
+#[derive(Debug, Clone)]
+struct LayerNorm {
+    weight: Tensor,
+    bias: Tensor,
+    eps: f32,
+}
+
+impl LayerNorm {
+    fn load(vb: VarBuilder, size: usize, eps: f64) -> Result<Self> {
+        // Old checkpoints name the parameters gamma and beta.
+        let (weight, bias) = if vb.contains_tensor("weight") {
+            (vb.get(size, "weight")?, vb.get(size, "bias")?)
+        } else {
+            (vb.get(size, "gamma")?, vb.get(size, "beta")?)
+        };
+        Ok(Self { weight, bias, eps: eps as f32 })
+    }
+
+    fn forward(&self, xs: &Tensor, differentiable: bool) -> Result<Tensor> {
+        if differentiable {
+            candle_nn::ops::layer_norm_slow(xs, &self.weight, &self.bias, self.eps)
+        } else {
+            candle_nn::ops::layer_norm(xs, &self.weight, &self.bias, self.eps)
+        }
+    }
+}
+
+struct Embeddings {
+    word: Embedding,
+    position: Embedding,
+    token_type: Embedding,
+    norm: LayerNorm,
+}
+
+impl Embeddings {
+    fn load(vb: VarBuilder, cfg: &BertConfig) -> Result<Self> {
+        let h = cfg.hidden_size;
+        Ok(Self {
+            word: candle_nn::embedding(cfg.vocab_size, h, vb.pp("word_embeddings"))?,
+            position: candle_nn::embedding(
+                cfg.max_position_embeddings,
+                h,
+                vb.pp("position_embeddings"),
+            )?,
+            token_type: candle_nn::embedding(
+                cfg.type_vocab_size,
+                h,
+                vb.pp("token_type_embeddings"),
+            )?,
+            norm: LayerNorm::load(vb.pp("LayerNorm"), h, cfg.layer_norm_eps)?,
+        })
+    }
+
+    fn forward(&self, input_ids: &Tensor, differentiable: bool) -> Result<Tensor> {
+        let (_batch, seq_len) = input_ids.dims2()?;
+        let positions = Tensor::arange(0u32, seq_len as u32, input_ids.device())?;
+        // Every text is a single segment, so the token type is always 0.
+        let token_type = Tensor::zeros(1, DType::U32, input_ids.device())?;
+        let xs = self.word.forward(input_ids)?;
+        let xs = xs.broadcast_add(&self.position.forward(&positions)?)?;
+        let xs = xs.broadcast_add(&self.token_type.forward(&token_type)?)?;
+        self.norm.forward(&xs, differentiable)
+    }
+}
+
+struct SelfAttention {
+    query: Linear,
+    key: Linear,
+    value: Linear,
+    output: Linear,
+    norm: LayerNorm,
+    num_heads: usize,
+    head_dim: usize,
+}
+
+impl SelfAttention {
+    fn load(vb: VarBuilder, cfg: &BertConfig) -> Result<Self> {
+        let h = cfg.hidden_size;
+        let vs = vb.pp("self");
+        Ok(Self {
+            query: candle_nn::linear(h, h, vs.pp("query"))?,
+            key: candle_nn::linear(h, h, vs.pp("key"))?,
+            value: candle_nn::linear(h, h, vs.pp("value"))?,
+            output: candle_nn::linear(h, h, vb.pp("output").pp("dense"))?,
+            norm: LayerNorm::load(vb.pp("output").pp("LayerNorm"), h, cfg.layer_norm_eps)?,
+            num_heads: cfg.num_attention_heads,
+            head_dim: h / cfg.num_attention_heads,
+        })
+    }
+
+    /// `xs`: (batch, seq, hidden); `mask_bias`: (batch, 1, 1, seq), 0 for tokens and a large
+    /// negative number for padding.
+    fn forward(&self, xs: &Tensor, mask_bias: &Tensor, differentiable: bool) -> Result<Tensor> {
+        let (batch, seq_len, hidden) = xs.dims3()?;
+        let split_heads = |t: Tensor| -> Result<Tensor> {
+            t.reshape((batch, seq_len, self.num_heads, self.head_dim))?
+                .transpose(1, 2)?
+                .contiguous()
+        };
+        let q = split_heads(self.query.forward(xs)?)?;
+        let k = split_heads(self.key.forward(xs)?)?;
+        let v = split_heads(self.value.forward(xs)?)?;
+
+        let scale = 1.0 / (self.head_dim as f64).sqrt();
+        let scores = (q.matmul(&k.t()?)? * scale)?.broadcast_add(mask_bias)?;
+        let probs = if differentiable {
+            candle_nn::ops::softmax(&scores, D::Minus1)?
+        } else {
+            candle_nn::ops::softmax_last_dim(&scores)?
+        };
+        let context = probs.matmul(&v)?.transpose(1, 2)?.reshape((batch, seq_len, hidden))?;
+
+        let out = self.output.forward(&context)?;
+        self.norm.forward(&(out + xs)?, differentiable)
+    }
+}
+
+struct Layer {
+    attention: SelfAttention,
+    intermediate: Linear,
+    output: Linear,
+    norm: LayerNorm,
+    activation: Activation,
+}
+
+impl Layer {
+    fn load(vb: VarBuilder, cfg: &BertConfig, activation: Activation) -> Result<Self> {
+        let (h, i) = (cfg.hidden_size, cfg.intermediate_size);
+        Ok(Self {
+            attention: SelfAttention::load(vb.pp("attention"), cfg)?,
+            intermediate: candle_nn::linear(h, i, vb.pp("intermediate").pp("dense"))?,
+            output: candle_nn::linear(i, h, vb.pp("output").pp("dense"))?,
+            norm: LayerNorm::load(vb.pp("output").pp("LayerNorm"), h, cfg.layer_norm_eps)?,
+            activation,
+        })
+    }
+
+    fn forward(&self, xs: &Tensor, mask_bias: &Tensor, differentiable: bool) -> Result<Tensor> {
+        let xs = self.attention.forward(xs, mask_bias, differentiable)?;
+        let hidden = self.activation.apply(&self.intermediate.forward(&xs)?)?;
+        let out = self.output.forward(&hidden)?;
+        self.norm.forward(&(out + xs)?, differentiable)
+    }
+}
+
+/// A BERT encoder without the pooler: token ids in, last hidden states out.
+pub struct BertModel {
+    embeddings: Embeddings,
+    layers: Vec<Layer>,
+    differentiable: bool,
+}
+
+impl BertModel {
+    /// Loads the encoder from a weight builder; accepts weights stored with or without a `bert.`
+    /// prefix.
+    ///
+    /// # Errors
+    /// Fails when a weight is missing or has the wrong shape, or when `hidden_act` is unknown.
+    pub fn load(vb: VarBuilder, cfg: &BertConfig) -> Result<Self> {
+        let vb = if vb.contains_tensor("bert.embeddings.word_embeddings.weight") {
+            vb.pp("bert")
+        } else {
+            vb
+        };
+        let activation = Activation::from_config(&cfg.hidden_act).ok_or_else(|| {
+            candle_core::Error::Msg(format!("unsupported activation `{}`", cfg.hidden_act))
+        })?;
+        let embeddings = Embeddings::load(vb.pp("embeddings"), cfg)?;
+        let layers = (0..cfg.num_hidden_layers)
+            .map(|i| Layer::load(vb.pp(format!("encoder.layer.{i}")), cfg, activation))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Self { embeddings, layers, differentiable: false })
+    }
+
+    /// Switches every layer norm and softmax to versions with a backward pass (slower), as needed
+    /// when gradients must reach the encoder weights.
+    #[must_use]
+    pub fn with_differentiable(mut self, differentiable: bool) -> Self {
+        self.differentiable = differentiable;
+        self
+    }
+
+    /// Runs the encoder.
+    ///
+    /// `input_ids`: u32 (batch, seq); `attention_mask`: f32 (batch, seq), 1 for real tokens and
+    /// 0 for padding. Returns f32 (batch, seq, hidden).
+    pub fn forward(&self, input_ids: &Tensor, attention_mask: &Tensor) -> Result<Tensor> {
+        let (batch, seq_len) = input_ids.dims2()?;
+        // Padding gets a large negative score so softmax gives it no weight.
+        let mask_bias = ((attention_mask.ones_like()? - attention_mask)? * -1e9f64)?
+            .reshape((batch, 1, 1, seq_len))?;
+        let mut xs = self.embeddings.forward(input_ids, self.differentiable)?;
+        for layer in &self.layers {
+            xs = layer.forward(&xs, &mask_bias, self.differentiable)?;
+        }
+        Ok(xs)
+    }
+}

@@ -1,0 +1,263 @@
+//! Writing results atomically: everything goes to a temporary file beside the destination, which
+//! is renamed over it only once complete, so a failed run leaves no half-written file.
+
+use std::io::{BufWriter, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+
+use tempfile::NamedTempFile;
+
+/// What went wrong while writing output.
+#[derive(Debug, thiserror::Error)]
+pub enum OutputError {
+    /// The file or its temporary sibling cannot be created, written or renamed.
+    #[error("cannot write `{path}`")]
+    Io {
+        /// Destination.
+        path: PathBuf,
+        /// Cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The destination's extension says nothing we can write.
+    #[error("cannot tell the output format of `{path}` from its extension; use {expected}")]
+    UnknownFormat {
+        /// Destination.
+        path: PathBuf,
+        /// Extensions accepted.
+        expected: String,
+    },
+}
+
+/// A file being written under a temporary name; [`AtomicFile::commit`] renames it into place.
+/// Dropped without a commit, the temporary file is removed.
+pub struct AtomicFile {
+    writer: BufWriter<NamedTempFile>,
+    dest: PathBuf,
+}
+
+impl AtomicFile {
+    /// Creates a temporary file in the destination's folder (creating the folder if needed).
+    ///
+    /// # Errors
+    /// Fails when the folder cannot be created or written.
+    pub fn create(dest: &Path) -> Result<Self, OutputError> {
+        let io_err = |source| OutputError::Io { path: dest.to_path_buf(), source };
+        let dir = match dest.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        std::fs::create_dir_all(&dir).map_err(io_err)?;
+        let tmp = tempfile::Builder::new()
+            .prefix(".habitlens-")
+            .suffix(".tmp")
+            .tempfile_in(&dir)
+            .map_err(io_err)?;
+        Ok(Self { writer: BufWriter::with_capacity(1 << 16, tmp), dest: dest.to_path_buf() })
+    }
+
+    /// Where the file will end up.
+    pub fn dest(&self) -> &Path {
+        &self.dest
+    }
+
+    /// Flushes and renames the file into place.
+    ///
+    /// # Errors
+    /// Fails when flushing or renaming fails; the temporary file is removed then.
+    pub fn commit(self) -> Result<(), OutputError> {
+        let dest = self.dest;
+        let io_err = |source| OutputError::Io { path: dest.clone(), source };
+        let tmp = self.writer.into_inner().map_err(|e| io_err(e.into_error()))?;
+        tmp.as_file().sync_all().map_err(io_err)?;
+        tmp.persist(&dest).map_err(|e| io_err(e.error))?;
+        Ok(())
+    }
+}
+
+impl Write for AtomicFile {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.writer.write(buf)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.writer.flush()
+    }
+}
+
+impl Seek for AtomicFile {
+    fn seek(&mut self, pos: SeekFrom) -> std::io::Result<u64> {
+        self.writer.seek(pos)
+    }
+}
+
+/// Writes JSON to `path` atomically, pretty-printed.
+///
+/// # Errors
+/// Fails when the file cannot be written.
+pub fn write_json<T: serde::Serialize>(path: &Path, value: &T) -> Result<(), OutputError> {
+    let mut file = AtomicFile::create(path)?;
+    serde_json::to_writer_pretty(&mut file, value)
+        .map_err(|e| OutputError::Io { path: path.to_path_buf(), source: e.into() })?;
+    file.write_all(b"\n").map_err(|source| OutputError::Io { path: path.to_path_buf(), source })?;
+    file.commit()
+}
+
+/// Size of the `.npy` header we write: fixed, so it can be rewritten with the final row count.
+const NPY_HEADER_LEN: usize = 128;
+
+/// Streams a float32 matrix into NumPy's `.npy` format (version 1.0) without knowing the
+/// number of rows in advance: the header is written with room to spare and rewritten with the
+/// final shape by [`NpyWriter::finish`].
+pub struct NpyWriter<W: Write + Seek> {
+    out: W,
+    columns: usize,
+    rows: usize,
+}
+
+impl<W: Write + Seek> NpyWriter<W> {
+    /// Starts a matrix of `columns` float32 columns.
+    ///
+    /// # Errors
+    /// Fails when writing fails.
+    pub fn new(mut out: W, columns: usize) -> std::io::Result<Self> {
+        out.write_all(&npy_header(0, columns))?;
+        Ok(Self { out, columns, rows: 0 })
+    }
+
+    /// Appends one row.
+    ///
+    /// # Errors
+    /// Fails when writing fails or the row has the wrong length.
+    pub fn write_row(&mut self, row: &[f32]) -> std::io::Result<()> {
+        if row.len() != self.columns {
+            return Err(std::io::Error::other(format!(
+                "row of {} values in a matrix of {} columns",
+                row.len(),
+                self.columns
+            )));
+        }
+        for value in row {
+            self.out.write_all(&value.to_le_bytes())?;
+        }
+        self.rows += 1;
+        Ok(())
+    }
+
+    /// Rewrites the header with the final shape and returns the writer.
+    ///
+    /// # Errors
+    /// Fails when seeking or writing fails.
+    pub fn finish(mut self) -> std::io::Result<W> {
+        self.out.seek(SeekFrom::Start(0))?;
+        self.out.write_all(&npy_header(self.rows, self.columns))?;
+        self.out.seek(SeekFrom::End(0))?;
+        Ok(self.out)
+    }
+}
+
+fn npy_header(rows: usize, columns: usize) -> Vec<u8> {
+    let dict =
+        format!("{{'descr': '<f4', 'fortran_order': False, 'shape': ({rows}, {columns}), }}");
+    let mut header = b"\x93NUMPY\x01\x00".to_vec();
+    let len = (NPY_HEADER_LEN - 10) as u16;
+    header.extend_from_slice(&len.to_le_bytes());
+    header.extend_from_slice(dict.as_bytes());
+    header.resize(NPY_HEADER_LEN - 1, b' ');
+    header.push(b'\n');
+    header
+}
+
+/// Opens `path` for writing, or standard output for `-`.
+///
+/// # Errors
+/// Fails when the file cannot be created.
+pub fn open_text_output(path: &Path) -> Result<TextOutput, OutputError> {
+    if path.as_os_str() == "-" {
+        Ok(TextOutput::Stdout(std::io::stdout().lock()))
+    } else {
+        Ok(TextOutput::File(AtomicFile::create(path)?))
+    }
+}
+
+/// A destination for text results: an atomic file or standard output.
+pub enum TextOutput {
+    /// Standard output.
+    Stdout(std::io::StdoutLock<'static>),
+    /// A file written atomically.
+    File(AtomicFile),
+}
+
+impl TextOutput {
+    /// Flushes standard output or commits the file.
+    ///
+    /// # Errors
+    /// Fails when flushing or renaming fails.
+    pub fn finish(self) -> Result<(), OutputError> {
+        match self {
+            Self::Stdout(mut out) => out
+                .flush()
+                .map_err(|source| OutputError::Io { path: PathBuf::from("<stdout>"), source }),
+            Self::File(file) => file.commit(),
+        }
+    }
+}
+
+impl Write for TextOutput {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        match self {
+            Self::Stdout(out) => out.write(buf),
+            Self::File(file) => file.write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        match self {
+            Self::Stdout(out) => out.flush(),
+            Self::File(file) => file.flush(),
+        }
+    }
+}
+
+/// Checks that `path` can be created by creating and removing an empty file, so a run fails
+/// before its long work rather than after.
+///
+/// # Errors
+/// Fails when the folder does not exist and cannot be created, or is not writable.
+pub fn check_writable(path: &Path) -> Result<(), OutputError> {
+    if path.as_os_str() == "-" {
+        return Ok(());
+    }
+    AtomicFile::create(path).map(drop)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn npy_round_trips_through_candle() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("m.npy");
+        let mut file = AtomicFile::create(&path).unwrap();
+        {
+            let mut npy = NpyWriter::new(&mut file, 3).unwrap();
+            npy.write_row(&[1.0, 2.0, 3.0]).unwrap();
+            npy.write_row(&[4.0, 5.0, -6.5]).unwrap();
+            npy.finish().unwrap();
+        }
+        file.commit().unwrap();
+        let t = candle_core::Tensor::read_npy(&path).unwrap();
+        assert_eq!(t.to_vec2::<f32>().unwrap(), vec![vec![1.0, 2.0, 3.0], vec![4.0, 5.0, -6.5]]);
+    }
+
+    #[test]
+    fn uncommitted_file_leaves_nothing_behind() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("out.csv");
+        let mut file = AtomicFile::create(&path).unwrap();
+        file.write_all(b"half").unwrap();
+        drop(file);
+        assert!(!path.exists());
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+    }
+}
