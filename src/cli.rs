@@ -117,13 +117,10 @@ pub struct AnalyzeArgs {
     /// Taxonomy of labels to look for (TOML); the shipped habits and needs by default.
     #[arg(long, value_name = "FILE", help_heading = "Labels")]
     pub taxonomy: Option<PathBuf>,
-    /// Standard deviations above a label's mean score needed to assign it.
-    ///
-    /// Each label's mean and spread are measured on the first 2,000 non-empty texts; raise it
-    /// for fewer, surer labels.
-    #[arg(long, default_value_t = crate::zeroshot::DEFAULT_Z, value_name = "Z", help_heading = "Labels")]
-    pub z: f32,
     /// Use one fixed cosine threshold for every label instead of per-label calibration.
+    ///
+    /// By default each label's threshold is read from the first 2,000 non-empty texts: where
+    /// its scores split into texts about it and texts not about it.
     #[arg(long, value_name = "COSINE", help_heading = "Labels")]
     pub threshold: Option<f32>,
     /// Add a score column for every label to rows.csv, assigned or not.

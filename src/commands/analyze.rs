@@ -100,8 +100,10 @@ impl RowWriter {
 }
 
 pub(super) fn run(args: &AnalyzeArgs, ui: Ui) -> anyhow::Result<()> {
-    if !(args.z.is_finite()) {
-        return Err(UsageError("`--z` must be a number".into()).into());
+    if let Some(t) = args.threshold.filter(|t| !(-1.0..=1.0).contains(t)) {
+        return Err(
+            UsageError(format!("`--threshold` is a cosine between -1 and 1, got {t}")).into()
+        );
     }
     let reader = open_input(&args.input, vec![])?;
     let input_name = reader.file_name().to_string();
@@ -119,7 +121,7 @@ pub(super) fn run(args: &AnalyzeArgs, ui: Ui) -> anyhow::Result<()> {
     tracing::debug!(labels = labels.len(), taxonomy = %taxonomy_name, "taxonomy embedded");
     let rule = match args.threshold {
         Some(threshold) => ThresholdRule::Fixed { threshold },
-        None => ThresholdRule::Calibrated { z: args.z, floor: DEFAULT_FLOOR },
+        None => ThresholdRule::Mixture { floor: DEFAULT_FLOOR },
     };
 
     let mut writer = RowWriter::create(&rows_path, &labels, args.all_scores)?;
