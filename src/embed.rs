@@ -98,8 +98,15 @@ impl Embedder {
     /// # Errors
     /// See [`ModelFiles::resolve`] and [`Embedder::from_files`].
     pub fn load(spec: &ModelSpec) -> Result<Self, ModelError> {
-        let files = ModelFiles::resolve(&ModelSource::new(spec.clone())?)?;
-        Self::from_files(&files, &Device::Cpu)
+        Self::from_source(&ModelSource::new(spec.clone())?)
+    }
+
+    /// Resolves and loads the model of `source` on the CPU.
+    ///
+    /// # Errors
+    /// See [`ModelFiles::resolve`] and [`Embedder::from_files`].
+    pub fn from_source(source: &ModelSource) -> Result<Self, ModelError> {
+        Self::from_files(&ModelFiles::resolve(source)?, &Device::Cpu)
     }
 
     /// Loads the tokenizer and the weights named by `files` onto `device`.

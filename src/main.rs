@@ -11,11 +11,15 @@ use habitlens::cli::Cli;
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.global.verbose);
-    if let Some(threads) = cli.global.threads {
-        if let Err(err) = rayon::ThreadPoolBuilder::new().num_threads(threads.max(1)).build_global()
-        {
+    if let Some(threads) = cli.global.threads.map(|n| n.max(1)) {
+        // candle sizes its matmul parallelism from RAYON_NUM_THREADS, rayon's pool from the
+        // builder; set both so `--threads` bounds all of the encoder's work.
+        // SAFETY: no other thread exists yet, so nothing reads the environment concurrently.
+        unsafe { std::env::set_var("RAYON_NUM_THREADS", threads.to_string()) };
+        if let Err(err) = rayon::ThreadPoolBuilder::new().num_threads(threads).build_global() {
             tracing::warn!("cannot set the thread count to {threads}: {err}");
         }
+        tracing::debug!(threads, "thread count set");
     }
     match habitlens::commands::run(cli) {
         Ok(()) => ExitCode::SUCCESS,

@@ -225,7 +225,7 @@ fn print_summary(summary: &Summary) {
             .set_content_arrangement(ContentArrangement::Dynamic)
             .set_header([group.group.as_str(), "texts", "share", "representative quotes"]);
         let mut labels: Vec<_> = summary.labels.iter().filter(|l| l.group == group.group).collect();
-        labels.sort_by(|a, b| b.count.cmp(&a.count));
+        labels.sort_by_key(|l| std::cmp::Reverse(l.count));
         for label in labels {
             let quotes: Vec<String> = label
                 .quotes

@@ -75,15 +75,28 @@ impl ModelSource {
     /// # Errors
     /// Fails when the Hub client cannot be built (for example an unreadable token file).
     pub fn new(spec: ModelSpec) -> Result<Self, ModelError> {
+        Self::build(spec, ApiBuilder::from_env(), Cache::from_env())
+    }
+
+    /// Like [`ModelSource::new`], with the cache under `hf_home` instead of `HF_HOME`.
+    ///
+    /// # Errors
+    /// Fails when the Hub client cannot be built.
+    pub fn with_hf_home(spec: ModelSpec, hf_home: &Path) -> Result<Self, ModelError> {
+        let cache = Cache::new(hf_home.join("hub"));
+        Self::build(spec, ApiBuilder::from_cache(cache.clone()), cache)
+    }
+
+    fn build(spec: ModelSpec, builder: ApiBuilder, cache: Cache) -> Result<Self, ModelError> {
         let hub = match &spec {
             ModelSpec::Local(_) => None,
             ModelSpec::Hub { id, revision } => {
                 let repo = Repo::with_revision(id.clone(), RepoType::Model, revision.clone());
-                let api = ApiBuilder::from_env()
+                let api = builder
                     .with_progress(false)
                     .build()
                     .map_err(|source| ModelError::Hub { model: id.clone(), source })?;
-                Some((Cache::from_env(), api.repo(repo.clone()), repo))
+                Some((cache, api.repo(repo.clone()), repo))
             }
         };
         Ok(Self { spec, hub })

@@ -1,0 +1,164 @@
+//! `habitlens analyze` and `habitlens embed` run as a user would run them: the real binary, the
+//! real model, files in a temporary folder.
+
+mod common;
+
+use predicates::prelude::*;
+
+#[test]
+fn analyze_writes_one_row_per_input_row_and_a_summary() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let input = common::repo_root().join("examples/reviews.csv");
+    common::habitlens()
+        .args(["analyze", input.to_str().unwrap(), "--text-column", "review", "--id-column", "id"])
+        .args(["--output-dir", out.to_str().unwrap()])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("habits").and(predicate::str::contains("needs")))
+        .stdout(predicate::str::contains("with no label"));
+
+    let (header, rows) = common::read_csv(&out.join("rows.csv"));
+    let (_, input_rows) = common::read_csv(&input);
+    assert_eq!(rows.len(), input_rows.len());
+    assert_eq!(&header[..2], ["id", "status"]);
+    assert!(
+        header.contains(&"top_habits".to_string()) && header.contains(&"top_needs".to_string())
+    );
+    let ids: Vec<&str> = rows.iter().map(|r| r[0].as_str()).collect();
+    let input_ids: Vec<&str> = input_rows.iter().map(|r| r[0].as_str()).collect();
+    assert_eq!(ids, input_ids, "rows come out in input order with their ids");
+    let status = |id: &str| rows.iter().find(|r| r[0] == id).unwrap()[1].clone();
+    assert_eq!(status("r014"), "empty");
+    assert_eq!(status("r038"), "empty", "a blank text is empty too");
+    assert_eq!(status("r001"), "ok");
+
+    // Clear-cut reviews get the label they are about.
+    let needs_col = header.iter().position(|h| h == "needs").unwrap();
+    let needs = |id: &str| rows.iter().find(|r| r[0] == id).unwrap()[needs_col].clone();
+    assert!(needs("r015").contains("fast_delivery"), "r015: {}", needs("r015"));
+    assert!(needs("r006").contains("fit_and_size"), "r006: {}", needs("r006"));
+
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap();
+    assert_eq!(summary["rows"], 40);
+    assert_eq!(summary["empty"], 2);
+    assert_eq!(summary["model"]["id"], "sentence-transformers/all-MiniLM-L6-v2");
+    let labels = summary["labels"].as_array().unwrap();
+    assert!(labels.len() >= 18);
+    let delivery = labels.iter().find(|l| l["label"] == "fast_delivery").unwrap();
+    assert!(delivery["count"].as_u64().unwrap() >= 1);
+    assert!(!delivery["quotes"].as_array().unwrap().is_empty());
+}
+
+#[test]
+fn missing_column_exits_2_and_lists_columns_without_writing() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let input = common::repo_root().join("examples/reviews.csv");
+    common::habitlens()
+        .args(["analyze", input.to_str().unwrap(), "--text-column", "body"])
+        .args(["--output-dir", out.to_str().unwrap()])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("no column `body`"))
+        .stderr(predicate::str::contains("`review`"));
+    assert!(!out.join("rows.csv").exists());
+}
+
+#[test]
+fn bad_row_late_in_the_file_stops_the_run_before_anything_is_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut csv = String::from("text\n");
+    for i in 0..30 {
+        csv.push_str(&format!("review number {i} says it fits well\n"));
+    }
+    let mut bytes = csv.into_bytes();
+    bytes.extend_from_slice(b"caf\xe9 was cold\n");
+    let input = common::write(dir.path(), "r.csv", bytes);
+    let out = dir.path().join("out");
+    common::habitlens()
+        .args(["analyze", input.to_str().unwrap(), "--output-dir", out.to_str().unwrap()])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("row 31").and(predicate::str::contains("column `text`")))
+        .stderr(predicate::str::contains("--encoding latin1"));
+    let leftovers: Vec<_> = std::fs::read_dir(&out).map(|d| d.collect()).unwrap_or_default();
+    assert!(leftovers.is_empty(), "nothing is left in the output folder: {leftovers:?}");
+
+    common::habitlens()
+        .args(["analyze", input.to_str().unwrap(), "--encoding", "latin1", "--quiet"])
+        .args(["--output-dir", out.to_str().unwrap()])
+        .assert()
+        .success();
+    assert_eq!(common::read_csv(&out.join("rows.csv")).1.len(), 31);
+}
+
+#[test]
+fn embed_writes_jsonl_and_npy_in_input_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = common::write(dir.path(), "t.txt", "runs small\n\nlove the colour\n");
+    let jsonl = dir.path().join("e.jsonl");
+    common::habitlens()
+        .args(["embed", input.to_str().unwrap(), "-o", jsonl.to_str().unwrap()])
+        .assert()
+        .success();
+    let rows: Vec<serde_json::Value> = std::fs::read_to_string(&jsonl)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(rows.len(), 3);
+    assert_eq!(rows[1]["status"], "empty");
+    assert!(rows[1]["embedding"].is_null());
+    assert_eq!(rows[2]["id"], "3");
+    assert_eq!(rows[0]["embedding"].as_array().unwrap().len(), 384);
+
+    let npy = dir.path().join("e.npy");
+    common::habitlens()
+        .args(["embed", input.to_str().unwrap(), "-o", npy.to_str().unwrap()])
+        .assert()
+        .success()
+        .stderr(predicate::str::contains("zero rows"));
+    let matrix = candle_core::Tensor::read_npy(&npy).unwrap().to_vec2::<f32>().unwrap();
+    assert_eq!(matrix.len(), 3);
+    assert!(matrix[1].iter().all(|&x| x == 0.0));
+    let first: Vec<f32> = rows[0]["embedding"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_f64().unwrap() as f32)
+        .collect();
+    assert!(common::cosine(&matrix[0], &first) > 0.99999);
+}
+
+#[test]
+fn stdin_input_and_unknown_model_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("e.jsonl");
+    common::habitlens()
+        .args(["embed", "-", "--format", "text", "-o", out.to_str().unwrap()])
+        .write_stdin("one\ntwo\n")
+        .assert()
+        .success();
+    assert_eq!(std::fs::read_to_string(&out).unwrap().lines().count(), 2);
+
+    common::habitlens()
+        .args([
+            "embed",
+            "-",
+            "--format",
+            "text",
+            "-o",
+            out.to_str().unwrap(),
+            "--model",
+            "nobody/no-such-model",
+        ])
+        .env("HF_HUB_OFFLINE", "1")
+        .env("HF_ENDPOINT", "http://127.0.0.1:9")
+        .write_stdin("one\n")
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("`config.json` of model `nobody/no-such-model`"))
+        .stderr(predicate::str::contains("HF_HOME"));
+}
