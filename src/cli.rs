@@ -88,6 +88,19 @@ pub struct ModelArgs {
     /// Texts per forward pass.
     #[arg(long, default_value_t = crate::embed::DEFAULT_BATCH_SIZE, value_name = "N")]
     pub batch_size: usize,
+    /// Forward pass: `packed` (CPU, no padding, fused kernels) or `candle` (candle's tensor
+    /// pass, padded batches); by default `packed` where the model allows it.
+    #[arg(long, value_enum, value_name = "ENGINE")]
+    pub engine: Option<EngineArg>,
+}
+
+/// Values of `--engine`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum EngineArg {
+    /// The packed CPU pass.
+    Packed,
+    /// candle's tensor pass.
+    Candle,
 }
 
 /// Arguments of `habitlens embed`.

@@ -20,7 +20,8 @@ use candle_nn::VarBuilder;
 use tokenizers::{Tokenizer, TruncationParams};
 
 use crate::model::{
-    BertModel, ModelError, ModelFiles, ModelInfo, ModelSource, ModelSpec, l2_normalize,
+    Activation, BertModel, ModelError, ModelFiles, ModelInfo, ModelSource, ModelSpec, PackedBert,
+    l2_normalize,
 };
 
 /// Texts per forward pass unless told otherwise.
@@ -83,9 +84,24 @@ impl Embeddings {
     }
 }
 
+/// Which forward pass runs the encoder.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Engine {
+    /// The packed CPU pass ([`PackedBert`]): no padding, fused element-wise kernels. The default
+    /// on the CPU for models with the exact GELU.
+    Packed,
+    /// candle's tensor pass ([`BertModel`]): any device, any supported activation.
+    Candle,
+}
+
+enum Encoder {
+    Packed(PackedBert),
+    Candle(BertModel),
+}
+
 /// A sentence-transformers model ready to embed text.
 pub struct Embedder {
-    model: BertModel,
+    encoder: Encoder,
     tokenizer: Tokenizer,
     info: ModelInfo,
     device: Device,
@@ -114,6 +130,22 @@ impl Embedder {
     /// # Errors
     /// Fails when the tokenizer or the weights cannot be loaded.
     pub fn from_files(files: &ModelFiles, device: &Device) -> Result<Self, ModelError> {
+        let packed_fits = device.is_cpu()
+            && Activation::from_config(&files.config.hidden_act) == Some(Activation::GeluErf);
+        let engine = if packed_fits { Engine::Packed } else { Engine::Candle };
+        Self::from_files_with(files, device, engine)
+    }
+
+    /// Like [`Embedder::from_files`] with an explicit engine.
+    ///
+    /// # Errors
+    /// Fails when the tokenizer or the weights cannot be loaded, or when [`Engine::Packed`] is
+    /// asked for on a device other than the CPU or for a model it does not implement.
+    pub fn from_files_with(
+        files: &ModelFiles,
+        device: &Device,
+        engine: Engine,
+    ) -> Result<Self, ModelError> {
         let mut tokenizer = Tokenizer::from_file(&files.tokenizer)
             .map_err(|source| ModelError::Tokenizer { path: files.tokenizer.clone(), source })?;
         // Some tokenizer.json files (all-MiniLM-L6-v2's among them) carry fixed padding to 128
@@ -133,10 +165,18 @@ impl Embedder {
             VarBuilder::from_mmaped_safetensors(&[&files.weights], DType::F32, device)
                 .map_err(weights_err)?
         };
-        let model = BertModel::load(vb, &files.config).map_err(weights_err)?;
-        tracing::debug!(device = ?device, dtype = "f32", "encoder loaded");
+        let encoder = match engine {
+            Engine::Packed if !device.is_cpu() => {
+                return Err(ModelError::Unsupported {
+                    what: "the packed engine on a device other than the CPU".to_string(),
+                });
+            }
+            Engine::Packed => Encoder::Packed(PackedBert::load(vb, &files.config).map_err(weights_err)?),
+            Engine::Candle => Encoder::Candle(BertModel::load(vb, &files.config).map_err(weights_err)?),
+        };
+        tracing::debug!(device = ?device, dtype = "f32", ?engine, "encoder loaded");
         Ok(Self {
-            model,
+            encoder,
             tokenizer,
             info: files.info.clone(),
             device: device.clone(),
@@ -191,24 +231,11 @@ impl Embedder {
 
         let mut data = vec![0f32; texts.len() * dimension];
         for batch in order.chunks(self.batch_size) {
-            let seq_len = batch.iter().map(|&i| token_counts[i]).max().unwrap_or(0);
-            let mut ids = vec![0u32; batch.len() * seq_len];
-            let mut mask = vec![0f32; batch.len() * seq_len];
-            for (row, &i) in batch.iter().enumerate() {
-                let enc_ids = encodings[i].get_ids();
-                ids[row * seq_len..row * seq_len + enc_ids.len()].copy_from_slice(enc_ids);
-                mask[row * seq_len..row * seq_len + enc_ids.len()].fill(1.0);
-            }
-            let ids = Tensor::from_vec(ids, (batch.len(), seq_len), &self.device)?;
-            let mask = Tensor::from_vec(mask, (batch.len(), seq_len), &self.device)?;
-
-            let hidden = self.model.forward(&ids, &mask)?;
-            let mut pooled = self.info.pooling.apply(&hidden, &mask)?;
-            if self.info.normalize {
-                pooled = l2_normalize(&pooled)?;
-            }
-
-            let pooled = pooled.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
+            let ids: Vec<&[u32]> = batch.iter().map(|&i| encodings[i].get_ids()).collect();
+            let pooled = match &self.encoder {
+                Encoder::Packed(model) => self.pool_packed(&model.forward(&ids), &ids),
+                Encoder::Candle(model) => self.pool_padded(model, &ids)?,
+            };
             for (row, &i) in batch.iter().enumerate() {
                 data[i * dimension..(i + 1) * dimension]
                     .copy_from_slice(&pooled[row * dimension..(row + 1) * dimension]);
@@ -216,5 +243,42 @@ impl Embedder {
             progress(batch.len());
         }
         Ok(Embeddings { data, dimension, token_counts, truncated })
+    }
+
+    /// Pools packed hidden states (one row per token, texts one after another) into one
+    /// vector per text, normalised when the model says so.
+    fn pool_packed(&self, hidden: &[f32], ids: &[&[u32]]) -> Vec<f32> {
+        let dim = self.info.dimension;
+        let mut out = Vec::with_capacity(ids.len() * dim);
+        let mut start = 0;
+        for text in ids {
+            let rows = &hidden[start * dim..(start + text.len()) * dim];
+            let mut v = self.info.pooling.pool_rows(rows, dim);
+            if self.info.normalize {
+                crate::model::l2_normalize_in_place(&mut v);
+            }
+            out.extend(v);
+            start += text.len();
+        }
+        out
+    }
+
+    /// Pads a batch, runs candle's encoder and pools.
+    fn pool_padded(&self, model: &BertModel, ids: &[&[u32]]) -> Result<Vec<f32>, EmbedError> {
+        let seq_len = ids.iter().map(|t| t.len()).max().unwrap_or(0);
+        let mut flat = vec![0u32; ids.len() * seq_len];
+        let mut mask = vec![0f32; ids.len() * seq_len];
+        for (row, text) in ids.iter().enumerate() {
+            flat[row * seq_len..row * seq_len + text.len()].copy_from_slice(text);
+            mask[row * seq_len..row * seq_len + text.len()].fill(1.0);
+        }
+        let flat = Tensor::from_vec(flat, (ids.len(), seq_len), &self.device)?;
+        let mask = Tensor::from_vec(mask, (ids.len(), seq_len), &self.device)?;
+        let hidden = model.forward(&flat, &mask)?;
+        let mut pooled = self.info.pooling.apply(&hidden, &mask)?;
+        if self.info.normalize {
+            pooled = l2_normalize(&pooled)?;
+        }
+        Ok(pooled.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?)
     }
 }

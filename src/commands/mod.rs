@@ -7,8 +7,8 @@ mod embed;
 use anyhow::Context;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use crate::cli::{Cli, Command, InputArgs, ModelArgs};
-use crate::embed::Embedder;
+use crate::cli::{Cli, Command, EngineArg, InputArgs, ModelArgs};
+use crate::embed::{Embedder, Engine};
 use crate::input::{ReadOptions, Reader, Source};
 use crate::model::{ModelFiles, ModelSource, ModelSpec};
 
@@ -62,9 +62,14 @@ fn load_embedder(args: &ModelArgs) -> anyhow::Result<Embedder> {
     let spec = ModelSpec::parse(&args.model)?;
     let started = std::time::Instant::now();
     let files = ModelFiles::resolve(&ModelSource::new(spec)?)?;
-    let embedder = Embedder::from_files(&files, &candle_core::Device::Cpu)
-        .with_context(|| format!("loading model `{}`", args.model))?
-        .with_batch_size(args.batch_size);
+    let device = candle_core::Device::Cpu;
+    let embedder = match args.engine {
+        None => Embedder::from_files(&files, &device),
+        Some(EngineArg::Packed) => Embedder::from_files_with(&files, &device, Engine::Packed),
+        Some(EngineArg::Candle) => Embedder::from_files_with(&files, &device, Engine::Candle),
+    }
+    .with_context(|| format!("loading model `{}`", args.model))?
+    .with_batch_size(args.batch_size);
     tracing::debug!(elapsed = ?started.elapsed(), batch_size = args.batch_size, "model ready");
     Ok(embedder)
 }

@@ -6,6 +6,8 @@
 //! `sentence_bert_config.json`. [`ModelFiles::resolve`] reads all of it into a [`ModelInfo`].
 
 mod bert;
+mod kernels;
+mod packed;
 mod pooling;
 mod source;
 
@@ -14,7 +16,8 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 pub use bert::{Activation, BertConfig, BertModel};
-pub use pooling::{Pooling, l2_normalize};
+pub use packed::PackedBert;
+pub use pooling::{Pooling, l2_normalize, l2_normalize_in_place};
 pub use source::{DEFAULT_MODEL, ModelSource, ModelSpec};
 
 /// What went wrong while finding or loading a model.

@@ -64,6 +64,38 @@ impl Pooling {
     }
 }
 
+impl Pooling {
+    /// Pools the token rows of one text (row-major, `dim` floats per token, no padding).
+    pub fn pool_rows(self, rows: &[f32], dim: usize) -> Vec<f32> {
+        let tokens = rows.len() / dim;
+        match self {
+            Self::Cls => rows[..dim].to_vec(),
+            Self::Mean => {
+                let mut sum = vec![0f32; dim];
+                for row in rows.chunks_exact(dim) {
+                    sum.iter_mut().zip(row).for_each(|(s, x)| *s += x);
+                }
+                let n = tokens.max(1) as f32;
+                sum.iter_mut().for_each(|s| *s /= n);
+                sum
+            }
+            Self::Max => {
+                let mut max = vec![f32::NEG_INFINITY; dim];
+                for row in rows.chunks_exact(dim) {
+                    max.iter_mut().zip(row).for_each(|(m, x)| *m = m.max(*x));
+                }
+                max
+            }
+        }
+    }
+}
+
+/// Scales a vector to unit L2 norm; a zero vector stays zero.
+pub fn l2_normalize_in_place(v: &mut [f32]) {
+    let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt().max(1e-12);
+    v.iter_mut().for_each(|x| *x /= norm);
+}
+
 /// Scales each row of (batch, dim) to unit L2 norm; zero rows stay zero.
 pub fn l2_normalize(xs: &Tensor) -> Result<Tensor> {
     let norms = xs.sqr()?.sum_keepdim(D::Minus1)?.sqrt()?.clamp(1e-12f64, f64::MAX)?;
@@ -107,6 +139,17 @@ mod tests {
         let both =
             serde_json::json!({"pooling_mode_mean_tokens": true, "pooling_mode_max_tokens": true});
         assert!(Pooling::from_config(&both).is_err());
+    }
+
+    #[test]
+    fn row_pooling_matches_tensor_pooling() {
+        let rows = [1f32, 5., 3., 4.];
+        assert_eq!(Pooling::Mean.pool_rows(&rows, 2), vec![2.0, 4.5]);
+        assert_eq!(Pooling::Max.pool_rows(&rows, 2), vec![3.0, 5.0]);
+        assert_eq!(Pooling::Cls.pool_rows(&rows, 2), vec![1.0, 5.0]);
+        let mut v = vec![3f32, 4.];
+        l2_normalize_in_place(&mut v);
+        assert_eq!(v, vec![0.6, 0.8]);
     }
 
     #[test]
