@@ -171,8 +171,12 @@ impl Embedder {
                     what: "the packed engine on a device other than the CPU".to_string(),
                 });
             }
-            Engine::Packed => Encoder::Packed(PackedBert::load(vb, &files.config).map_err(weights_err)?),
-            Engine::Candle => Encoder::Candle(BertModel::load(vb, &files.config).map_err(weights_err)?),
+            Engine::Packed => {
+                Encoder::Packed(PackedBert::load(vb, &files.config).map_err(weights_err)?)
+            }
+            Engine::Candle => {
+                Encoder::Candle(BertModel::load(vb, &files.config).map_err(weights_err)?)
+            }
         };
         tracing::debug!(device = ?device, dtype = "f32", ?engine, "encoder loaded");
         Ok(Self {

@@ -77,3 +77,23 @@ fn a_local_folder_works_like_the_hub_id() {
     let b = load_default().embed(&["a sturdy bag"]).unwrap();
     assert!(common::cosine(a.row(0), b.row(0)) > 0.99999);
 }
+
+#[test]
+fn candle_engine_matches_the_packed_engine() {
+    use habitlens::embed::Engine;
+    let files = ModelFiles::resolve(&common::default_source()).unwrap();
+    let device = candle_core::Device::Cpu;
+    let candle = Embedder::from_files_with(&files, &device, Engine::Candle).unwrap();
+    let texts = [
+        "",
+        "Arrived fast and fits well",
+        "The zipper broke after a week and support never answered my emails about it.",
+        "Très bon produit 👍",
+    ];
+    let a = candle.with_batch_size(3).embed(&texts).unwrap();
+    let b = common::embedder().embed(&texts).unwrap();
+    for i in 0..texts.len() {
+        let cos = common::cosine(a.row(i), b.row(i));
+        assert!(cos >= 0.99999, "text {i}: cosine {cos}");
+    }
+}

@@ -37,6 +37,14 @@ struct Layer {
     ln2: (Vec<f32>, Vec<f32>),
 }
 
+/// Buffers reused by every layer of one forward pass.
+struct Scratch {
+    qkv: Vec<f32>,
+    context: Vec<f32>,
+    attended: Vec<f32>,
+    up: Vec<f32>,
+}
+
 /// BERT weights laid out for the packed CPU forward pass.
 pub struct PackedBert {
     word: Vec<f32>,
@@ -129,7 +137,10 @@ impl PackedBert {
     /// GELU (the only one this path implements; other models use [`super::BertModel`]).
     pub fn load(vb: VarBuilder, cfg: &BertConfig) -> Result<Self> {
         if Activation::from_config(&cfg.hidden_act) != Some(Activation::GeluErf) {
-            candle_core::bail!("the packed encoder implements only `gelu`, not `{}`", cfg.hidden_act);
+            candle_core::bail!(
+                "the packed encoder implements only `gelu`, not `{}`",
+                cfg.hidden_act
+            );
         }
         let vb = if vb.contains_tensor("bert.embeddings.word_embeddings.weight") {
             vb.pp("bert")
@@ -164,7 +175,11 @@ impl PackedBert {
         }
         Ok(Self {
             word: tensor(&emb, &[cfg.vocab_size, h], "word_embeddings.weight")?,
-            position: tensor(&emb, &[cfg.max_position_embeddings, h], "position_embeddings.weight")?,
+            position: tensor(
+                &emb,
+                &[cfg.max_position_embeddings, h],
+                "position_embeddings.weight",
+            )?,
             token_type: token_types[..h].to_vec(),
             embeddings_ln: layer_norm(&emb.pp("LayerNorm"), h)?,
             layers,
@@ -209,28 +224,27 @@ impl PackedBert {
             residual_layer_norm(rows, &self.token_type, &[], w, b, self.eps);
         });
 
-        let mut qkv = vec![0f32; tokens * 3 * h];
-        let mut context = vec![0f32; tokens * h];
-        let mut attended = vec![0f32; tokens * h];
-        let mut up = vec![0f32; tokens * self.intermediate];
+        let mut scratch = Scratch {
+            qkv: vec![0f32; tokens * 3 * h],
+            context: vec![0f32; tokens * h],
+            attended: vec![0f32; tokens * h],
+            up: vec![0f32; tokens * self.intermediate],
+        };
         for layer in &self.layers {
-            self.layer_forward(layer, &mut x, &offsets, &mut qkv, &mut context, &mut attended, &mut up);
+            self.layer_forward(layer, &mut x, &offsets, &mut scratch);
         }
         x
     }
 
-    #[allow(clippy::too_many_arguments)]
     fn layer_forward(
         &self,
         layer: &Layer,
-        x: &mut Vec<f32>,
+        x: &mut [f32],
         offsets: &[usize],
-        qkv: &mut [f32],
-        context: &mut [f32],
-        attended: &mut Vec<f32>,
-        up: &mut [f32],
+        scratch: &mut Scratch,
     ) {
         let h = self.hidden;
+        let Scratch { qkv, context, attended, up } = scratch;
         let tokens = *offsets.last().unwrap();
 
         // Self-attention: one product for Q, K and V together, then per text and head.
@@ -287,11 +301,25 @@ impl PackedBert {
             // start..start+len, columns head*head_dim.., which no other task writes.
             unsafe {
                 gemm::gemm(
-                    len, len, head_dim,
-                    scores.as_mut_ptr(), 1, len as isize, false,
-                    q.as_ptr(), 1, stride as isize,
-                    k.as_ptr(), stride as isize, 1,
-                    0.0, 1.0, false, false, false, Parallelism::None,
+                    len,
+                    len,
+                    head_dim,
+                    scores.as_mut_ptr(),
+                    1,
+                    len as isize,
+                    false,
+                    q.as_ptr(),
+                    1,
+                    stride as isize,
+                    k.as_ptr(),
+                    stride as isize,
+                    1,
+                    0.0,
+                    1.0,
+                    false,
+                    false,
+                    false,
+                    Parallelism::None,
                 );
             }
             softmax_rows(scores, len, scale);
@@ -299,11 +327,25 @@ impl PackedBert {
             // SAFETY: see above.
             unsafe {
                 gemm::gemm(
-                    len, head_dim, len,
-                    base.add(start * h + head * head_dim), 1, h as isize, false,
-                    scores.as_ptr(), 1, len as isize,
-                    v.as_ptr(), 1, stride as isize,
-                    0.0, 1.0, false, false, false, Parallelism::None,
+                    len,
+                    head_dim,
+                    len,
+                    base.add(start * h + head * head_dim),
+                    1,
+                    h as isize,
+                    false,
+                    scores.as_ptr(),
+                    1,
+                    len as isize,
+                    v.as_ptr(),
+                    1,
+                    stride as isize,
+                    0.0,
+                    1.0,
+                    false,
+                    false,
+                    false,
+                    Parallelism::None,
                 );
             }
         });

@@ -1,0 +1,143 @@
+#!/usr/bin/env python3
+"""Embedding speed and memory: habitlens against sentence-transformers (PyTorch) and ONNX Runtime.
+
+Run through bench/embed_speed.sh, which builds habitlens and prepares the Python environment.
+Each engine runs as its own process on the same corpus with the same thread count, batch size
+and max_seq_length; wall time and peak resident memory are measured per process (whole
+process: start-up and model load included). Prints a table, the ratios, agreement between the
+three (cosine per text) and the share of the machine's float32 peak habitlens reaches.
+"""
+import argparse
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+
+import numpy as np
+from tokenizers import Tokenizer
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def run(cmd, env=None):
+    """Runs a command; returns (wall seconds, peak RSS in MB, stdout)."""
+    started = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, env=env)
+    out = proc.stdout.read().decode()
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - started
+    if status != 0:
+        sys.exit(f"failed ({status}): {' '.join(cmd)}")
+    return wall, usage.ru_maxrss / 1024, out
+
+
+def model_flops(config, lengths):
+    """Forward FLOPs (multiply-add = 2) of a BERT encoder over texts of the given token counts."""
+    h, i, layers = config["hidden_size"], config["intermediate_size"], config["num_hidden_layers"]
+    dense = 2 * (4 * h * h + 2 * h * i)  # Q, K, V, output, and the two feed-forward layers
+    return sum(layers * (n * dense + 4 * n * n * h) for n in lengths)
+
+
+def theoretical_peak(threads):
+    """float32 FLOP/s: cores x clock x 2 FMA pipes x vector lanes x 2."""
+    info = open("/proc/cpuinfo").read()
+    mhz = max(float(m) for m in re.findall(r"cpu MHz\s*:\s*([\d.]+)", info))
+    flags = set(re.search(r"flags\s*:(.*)", info).group(1).split())
+    lanes = 16 if "avx512f" in flags else 8 if "avx2" in flags else 4
+    return threads * mhz * 1e6 * 2 * lanes * 2, f"{threads} cores x {mhz:.0f} MHz x 2 FMA x {lanes} lanes"
+
+
+def measured_sgemm_peak(threads):
+    import torch
+
+    torch.set_num_threads(threads)
+    a = torch.randn(2048, 2048)
+    b = torch.randn(2048, 2048)
+    best = 0.0
+    for _ in range(5):
+        t = time.perf_counter()
+        a @ b
+        best = max(best, 2 * 2048**3 / (time.perf_counter() - t))
+    return best
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("--habitlens", required=True)
+    p.add_argument("--model-dir", required=True)
+    p.add_argument("--onnx", required=True)
+    p.add_argument("--corpus", required=True)
+    p.add_argument("--work", required=True)
+    p.add_argument("--threads", type=int, default=os.cpu_count())
+    p.add_argument("--batch", type=int, default=32)
+    p.add_argument("--max-seq", type=int, default=256)
+    p.add_argument("--memory-rows", default="", help="comma-separated row counts for the memory check")
+    args = p.parse_args()
+
+    texts = [line.rstrip("\n") for line in open(args.corpus, encoding="utf-8")]
+    n = len(texts)
+    env = dict(os.environ, RAYON_NUM_THREADS=str(args.threads), OMP_NUM_THREADS=str(args.threads))
+    results = {}
+
+    out = os.path.join(args.work, "habitlens.npy")
+    wall, rss, _ = run([args.habitlens, "embed", args.corpus, "-o", out, "--quiet",
+                        "--threads", str(args.threads), "--batch-size", str(args.batch),
+                        "--model", args.model_dir], env)
+    results["habitlens"] = dict(wall=wall, rss=rss, vectors=np.load(out))
+    for kind, name in [("st", "sentence-transformers"), ("ort", "onnxruntime")]:
+        out = os.path.join(args.work, f"{kind}.npy")
+        wall, rss, line = run([sys.executable, os.path.join(HERE, "embed_peer.py"), kind, args.corpus, out,
+                               args.model_dir, args.onnx, str(args.threads), str(args.batch),
+                               str(args.max_seq)], env)
+        results[name] = dict(wall=wall, rss=rss, vectors=np.load(out), **json.loads(line))
+
+    print(f"\n{n} texts, {args.threads} threads, batch {args.batch}, max_seq_length {args.max_seq}")
+    print(f"{'engine':24} {'wall s':>8} {'texts/s':>8} {'encode s':>9} {'peak MB':>8}")
+    for name, r in results.items():
+        enc = f"{r['encode_s']:9.1f}" if "encode_s" in r else f"{'-':>9}"
+        print(f"{name:24} {r['wall']:8.1f} {n / r['wall']:8.1f} {enc} {r['rss']:8.0f}")
+    hl = results["habitlens"]["wall"]
+    for name in ["sentence-transformers", "onnxruntime"]:
+        print(f"habitlens speed-up over {name}: {results[name]['wall'] / hl:.2f}x "
+              f"(memory: {results[name]['rss'] / results['habitlens']['rss']:.1f}x less)")
+
+    def cos(a, b):
+        return (a * b).sum(1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))
+
+    names = list(results)
+    for i, a in enumerate(names):
+        for b in names[i + 1:]:
+            c = cos(results[a]["vectors"], results[b]["vectors"])
+            print(f"agreement {a} vs {b}: min cosine {c.min():.6f} ({(c >= 0.999).mean() * 100:.1f}% >= 0.999)")
+
+    tok = Tokenizer.from_file(os.path.join(args.model_dir, "tokenizer.json"))
+    tok.no_padding()
+    tok.enable_truncation(args.max_seq)
+    lengths = [len(e.ids) for e in tok.encode_batch(texts)]
+    config = json.load(open(os.path.join(args.model_dir, "config.json")))
+    flops = model_flops(config, lengths)
+    peak, how = theoretical_peak(args.threads)
+    sgemm = measured_sgemm_peak(args.threads)
+    rate = flops / hl
+    print(f"\n{sum(lengths)} tokens, {flops / 1e12:.2f} TFLOP; habitlens {rate / 1e9:.1f} GFLOP/s (whole process) = "
+          f"{rate / peak * 100:.0f}% of theoretical peak {peak / 1e9:.0f} GFLOP/s ({how}), "
+          f"{rate / sgemm * 100:.0f}% of PyTorch's large-SGEMM rate {sgemm / 1e9:.0f} GFLOP/s")
+
+    if args.memory_rows:
+        print("\nmemory: habitlens embed on the corpus repeated")
+        for rows in (int(x) for x in args.memory_rows.split(",")):
+            path = os.path.join(args.work, f"repeat-{rows}.txt")
+            with open(path, "w", encoding="utf-8") as f:
+                for k in range(rows):
+                    f.write(texts[k % n] + "\n")
+            out = os.path.join(args.work, f"repeat-{rows}.npy")
+            wall, rss, _ = run([args.habitlens, "embed", path, "-o", out, "--quiet", "--threads",
+                                str(args.threads), "--model", args.model_dir], env)
+            print(f"{rows:>8} rows: peak {rss:.0f} MB, {wall:.0f} s")
+            os.remove(out)
+
+
+if __name__ == "__main__":
+    main()
