@@ -15,6 +15,7 @@
 pub mod cli;
 pub mod commands;
 pub mod embed;
+pub mod finetune;
 pub mod input;
 pub mod model;
 pub mod output;

@@ -101,11 +101,12 @@ struct LayerNorm {
 
 impl LayerNorm {
     fn load(vb: VarBuilder, size: usize, eps: f64) -> Result<Self> {
-        // Old checkpoints name the parameters gamma and beta.
-        let (weight, bias) = if vb.contains_tensor("weight") {
-            (vb.get(size, "weight")?, vb.get(size, "bias")?)
-        } else {
+        // Old checkpoints name the parameters gamma and beta. A variable map being filled for
+        // training holds neither yet and gets the current names.
+        let (weight, bias) = if vb.contains_tensor("gamma") {
             (vb.get(size, "gamma")?, vb.get(size, "beta")?)
+        } else {
+            (vb.get(size, "weight")?, vb.get(size, "bias")?)
         };
         Ok(Self { weight, bias, eps: eps as f32 })
     }
