@@ -8,8 +8,22 @@ import sys
 import torch
 from transformers import AutoModel
 
+
+
+class LastHiddenState(torch.nn.Module):
+    """Calls the transformer with keyword arguments and returns its last hidden state."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def forward(self, input_ids, attention_mask, token_type_ids):
+        return self.model(input_ids=input_ids, attention_mask=attention_mask,
+                          token_type_ids=token_type_ids).last_hidden_state
+
+
 model_dir, out = sys.argv[1:3]
-model = AutoModel.from_pretrained(model_dir).eval()
+model = LastHiddenState(AutoModel.from_pretrained(model_dir).eval())
 ids = torch.ones((2, 16), dtype=torch.int64)
 with torch.inference_mode():
     torch.onnx.export(

@@ -137,3 +137,44 @@ fn exported_folder_loads_back_with_the_same_embeddings() {
         (0..texts.len()).map(|i| common::cosine(again.row(i), base.row(i))).fold(1.0, f64::min);
     assert!(moved < 0.99999, "the exported model is the fine-tuned one, not the base ({moved})");
 }
+
+#[test]
+fn finetune_loop_lowers_validation_loss_and_is_reproducible() {
+    use habitlens::finetune::{FinetuneConfig, Targets};
+    let (texts, labels) = sample();
+    let ids = token_ids(&texts);
+    // Train on six of each class, validate on the other two of each.
+    let pick = |keep: &dyn Fn(usize) -> bool| -> (Vec<Vec<u32>>, Vec<u32>) {
+        (0..texts.len()).filter(|&i| keep(i % 8)).map(|i| (ids[i].clone(), labels[i])).unzip()
+    };
+    let (train_ids, train_y) = pick(&|k| k < 6);
+    let (val_ids, val_y) = pick(&|k| k >= 6);
+    let config =
+        FinetuneConfig { epochs: 3, lr: 1e-4, batch_size: 4, patience: 3, ..Default::default() };
+    let run = || {
+        let files = ModelFiles::resolve(&common::default_source()).unwrap();
+        let encoder = TrainableEncoder::load(&files, &Device::Cpu).unwrap();
+        encoder
+            .finetune(
+                (&train_ids, &Targets::Single(train_y.clone())),
+                (&val_ids, &Targets::Single(val_y.clone())),
+                2,
+                &config,
+                &mut |_| {},
+                &mut |_| {},
+            )
+            .unwrap()
+    };
+    let a = run();
+    assert_eq!(a.epochs.len(), 3);
+    let first = a.epochs[0].val_loss;
+    let best = a.epochs.iter().map(|e| e.val_loss).fold(f64::INFINITY, f64::min);
+    assert!(best < first, "validation loss never improved: {:?}", a.epochs);
+    assert!(a.epochs[2].train_loss < a.epochs[0].train_loss, "{:?}", a.epochs);
+    let b = run();
+    assert_eq!(a.head_weight, b.head_weight, "the same seed gives the same head");
+    let losses = |r: &habitlens::finetune::Finetuned| -> Vec<(f64, f64)> {
+        r.epochs.iter().map(|e| (e.train_loss, e.val_loss)).collect()
+    };
+    assert_eq!(losses(&a), losses(&b), "and the same losses");
+}
