@@ -22,15 +22,31 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 
 
 def run(cmd, env=None):
-    """Runs a command; returns (wall seconds, peak RSS in MB, stdout)."""
-    started = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, env=env)
-    out = proc.stdout.read().decode()
-    _, status, usage = os.wait4(proc.pid, 0)
-    wall = time.perf_counter() - started
-    if status != 0:
-        sys.exit(f"failed ({status}): {' '.join(cmd)}")
-    return wall, usage.ru_maxrss / 1024, out
+    """Runs a command; returns (wall seconds, peak RSS in MB, stdout).
+
+    Peak memory is the process's VmHWM, polled from /proc every 20 ms: unlike the rusage
+    maximum, it starts afresh at exec, so it does not include this Python parent's memory.
+    """
+    import tempfile
+
+    with tempfile.TemporaryFile() as out:
+        started = time.perf_counter()
+        proc = subprocess.Popen(cmd, stdout=out, env=env)
+        peak_kb = 0
+        while proc.poll() is None:
+            try:
+                with open(f"/proc/{proc.pid}/status") as status:
+                    for line in status:
+                        if line.startswith("VmHWM:"):
+                            peak_kb = max(peak_kb, int(line.split()[1]))
+            except (FileNotFoundError, ProcessLookupError, ValueError):
+                pass
+            time.sleep(0.02)
+        wall = time.perf_counter() - started
+        if proc.returncode != 0:
+            sys.exit(f"failed ({proc.returncode}): {' '.join(cmd)}")
+        out.seek(0)
+        return wall, peak_kb / 1024, out.read().decode()
 
 
 def model_flops(config, lengths):
@@ -49,18 +65,20 @@ def theoretical_peak(threads):
     return threads * mhz * 1e6 * 2 * lanes * 2, f"{threads} cores x {mhz:.0f} MHz x 2 FMA x {lanes} lanes"
 
 
-def measured_sgemm_peak(threads):
-    import torch
+SGEMM = """
+import sys, time, torch
+torch.set_num_threads(int(sys.argv[1]))
+a, b = torch.randn(2048, 2048), torch.randn(2048, 2048)
+best = 0.0
+for _ in range(5):
+    t = time.perf_counter(); a @ b; best = max(best, 2 * 2048**3 / (time.perf_counter() - t))
+print(best)
+"""
 
-    torch.set_num_threads(threads)
-    a = torch.randn(2048, 2048)
-    b = torch.randn(2048, 2048)
-    best = 0.0
-    for _ in range(5):
-        t = time.perf_counter()
-        a @ b
-        best = max(best, 2 * 2048**3 / (time.perf_counter() - t))
-    return best
+
+def measured_sgemm_peak(threads):
+    """PyTorch's best rate on a large float32 matrix product, in a separate process."""
+    return float(subprocess.check_output([sys.executable, "-c", SGEMM, str(threads)]))
 
 
 def main():
@@ -74,6 +92,8 @@ def main():
     p.add_argument("--batch", type=int, default=32)
     p.add_argument("--max-seq", type=int, default=256)
     p.add_argument("--memory-rows", default="", help="comma-separated row counts for the memory check")
+    p.add_argument("--memory-model", action="append", default=[],
+                   help="NAME=DIR of a model for the memory check (repeatable); the default model if none")
     args = p.parse_args()
 
     texts = [line.rstrip("\n") for line in open(args.corpus, encoding="utf-8")]
@@ -126,17 +146,23 @@ def main():
           f"{rate / sgemm * 100:.0f}% of PyTorch's large-SGEMM rate {sgemm / 1e9:.0f} GFLOP/s")
 
     if args.memory_rows:
-        print("\nmemory: habitlens embed on the corpus repeated")
-        for rows in (int(x) for x in args.memory_rows.split(",")):
-            path = os.path.join(args.work, f"repeat-{rows}.txt")
-            with open(path, "w", encoding="utf-8") as f:
-                for k in range(rows):
-                    f.write(texts[k % n] + "\n")
-            out = os.path.join(args.work, f"repeat-{rows}.npy")
-            wall, rss, _ = run([args.habitlens, "embed", path, "-o", out, "--quiet", "--threads",
-                                str(args.threads), "--model", args.model_dir], env)
-            print(f"{rows:>8} rows: peak {rss:.0f} MB, {wall:.0f} s")
-            os.remove(out)
+        print("\nmemory: peak resident memory on the corpus repeated (embed to .npy, analyze)")
+        models = [m.split("=", 1) for m in args.memory_model] or [["all-MiniLM-L6-v2", args.model_dir]]
+        for name, model in models:
+            for rows in (int(x) for x in args.memory_rows.split(",")):
+                path = os.path.join(args.work, f"repeat-{rows}.txt")
+                with open(path, "w", encoding="utf-8") as f:
+                    for k in range(rows):
+                        f.write(texts[k % n] + "\n")
+                out = os.path.join(args.work, f"repeat-{rows}.npy")
+                common = ["--quiet", "--threads", str(args.threads), "--model", model]
+                wall, rss, _ = run([args.habitlens, "embed", path, "-o", out] + common, env)
+                awall, arss, _ = run([args.habitlens, "analyze", path, "--output-dir",
+                                      os.path.join(args.work, "analyze")] + common, env)
+                print(f"{name:18} {rows:>8} rows: embed peak {rss:.0f} MB ({wall:.0f} s), "
+                      f"analyze peak {arss:.0f} MB ({awall:.0f} s)")
+                os.remove(out)
+                os.remove(path)
 
 
 if __name__ == "__main__":
