@@ -190,6 +190,9 @@ pub struct Trained {
     pub best_epoch: usize,
 }
 
+/// A layer's weight and bias tensors.
+type Layer = (Tensor, Tensor);
+
 /// One dense layer: `y = x Wᵀ + b`, `W` of shape (outputs, inputs).
 #[derive(Debug, Clone)]
 struct Dense {
@@ -232,7 +235,7 @@ impl Mlp {
     /// Fails when `features` is not a whole number of rows.
     pub fn forward(&self, features: &[f32]) -> Result<Vec<f32>, MlpError> {
         let inputs = self.inputs();
-        if inputs == 0 || features.len() % inputs != 0 {
+        if inputs == 0 || !features.len().is_multiple_of(inputs) {
             return Err(MlpError::Shape {
                 what: "features per row".into(),
                 expected: inputs,
@@ -370,7 +373,7 @@ fn check(data: &Data, inputs: usize, objective: &Objective, what: &str) -> Resul
         expected,
         got,
     };
-    if data.width != inputs || data.features.len() % inputs.max(1) != 0 {
+    if data.width != inputs || !data.features.len().is_multiple_of(inputs.max(1)) {
         return Err(shape("features per row", inputs, data.width));
     }
     if data.targets.rows() != data.rows() {
@@ -565,7 +568,7 @@ pub fn train(
     let batch_size = config.batch_size.max(1);
     let mut order: Vec<usize> = (0..train.rows()).collect();
     let mut history = Vec::new();
-    let mut best: Option<(f64, usize, Vec<(Tensor, Tensor)>)> = None;
+    let mut best: Option<(f64, usize, Vec<Layer>)> = None;
 
     for epoch in 1..=config.epochs.max(1) {
         let started = std::time::Instant::now();
