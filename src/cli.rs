@@ -48,6 +48,12 @@ pub enum Command {
     Embed(EmbedArgs),
     /// Find habits and needs in a dump of reviews, tickets or survey answers.
     Analyze(AnalyzeArgs),
+    /// Train a classifier head on labelled texts.
+    Train(crate::cli_heads::TrainArgs),
+    /// Label texts with one or more trained heads.
+    Classify(crate::cli_heads::ClassifyArgs),
+    /// Measure trained heads on labelled texts.
+    Evaluate(crate::cli_heads::EvaluateArgs),
 }
 
 /// Where the texts come from and how to read them.
@@ -136,6 +142,16 @@ pub struct AnalyzeArgs {
     /// its scores split into texts about it and texts not about it.
     #[arg(long, value_name = "COSINE", help_heading = "Labels")]
     pub threshold: Option<f32>,
+    /// Trained heads to run beside the taxonomy (repeatable); their labels are crossed with
+    /// the taxonomy labels in summary.json.
+    #[arg(long = "head", value_name = "DIR", help_heading = "Labels")]
+    pub heads: Vec<PathBuf>,
+    /// Run only the heads, not the zero-shot taxonomy.
+    #[arg(long, help_heading = "Labels")]
+    pub no_taxonomy: bool,
+    /// Skip the shipped sentiment head (`models/sentiment`), which runs by default.
+    #[arg(long, help_heading = "Labels")]
+    pub no_sentiment: bool,
     /// Add a score column for every label to rows.csv, assigned or not.
     #[arg(long, help_heading = "Output")]
     pub all_scores: bool,

@@ -13,9 +13,11 @@
 #![warn(missing_docs)]
 
 pub mod cli;
+pub mod cli_heads;
 pub mod commands;
 pub mod embed;
 pub mod finetune;
+pub mod heads;
 pub mod input;
 pub mod metrics;
 pub mod mlp;
@@ -35,6 +37,7 @@ pub fn exit_code(err: &anyhow::Error) -> u8 {
             || cause.is::<taxonomy::TaxonomyError>()
             || cause.is::<model::ModelError>()
             || cause.is::<commands::UsageError>()
+            || cause.downcast_ref::<heads::HeadError>().is_some_and(heads::HeadError::is_user_fault)
             || matches!(cause.downcast_ref(), Some(stream::StreamError::Input(_)))
     });
     if user_fault { 2 } else { 1 }

@@ -507,6 +507,21 @@ pub fn train(
     config: &MlpConfig,
     on_epoch: &mut dyn FnMut(&EpochStats),
 ) -> Result<Trained, MlpError> {
+    train_observed(train, val, objective, config, &mut |stats, _| on_epoch(stats))
+}
+
+/// Like [`train`], with `on_epoch` also given the model as it stands after each epoch, so a
+/// caller can measure more than the loss (a classifier head's validation F1, say).
+///
+/// # Errors
+/// As [`train`].
+pub fn train_observed(
+    train: &Data,
+    val: Option<&Data>,
+    objective: &Objective,
+    config: &MlpConfig,
+    on_epoch: &mut dyn FnMut(&EpochStats, &Mlp),
+) -> Result<Trained, MlpError> {
     let inputs = train.width;
     let mut outputs = check(train, inputs, objective, "training data")?;
     if let Some(val) = val {
@@ -614,7 +629,14 @@ pub fn train(
             val_loss,
             seconds: started.elapsed().as_secs_f64(),
         };
-        on_epoch(&stats);
+        let model = Mlp {
+            scaling: scaling.clone(),
+            layers: current
+                .iter()
+                .map(|(w, b)| Dense { weight: w.clone(), bias: b.clone() })
+                .collect(),
+        };
+        on_epoch(&stats, &model);
         history.push(stats);
 
         let score = val_loss.unwrap_or(f64::NEG_INFINITY);

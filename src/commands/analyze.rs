@@ -6,8 +6,11 @@ use anyhow::Context;
 use comfy_table::{ContentArrangement, Table, presets::UTF8_FULL_CONDENSED};
 use serde::Serialize;
 
+use super::classify::{HeadOutput, csv_fields, csv_header, run_heads};
 use super::{Ui, UsageError, load_embedder, open_input, text_progress, warn_truncated};
 use crate::cli::AnalyzeArgs;
+use crate::heads::crossing::{CrossingBuilder, HeadSummary, RowLabel};
+use crate::heads::{Head, load_all};
 use crate::input::Record;
 use crate::model::ModelInfo;
 use crate::output::{AtomicFile, write_json};
@@ -25,7 +28,14 @@ struct Report<'a> {
     model: &'a ModelInfo,
     #[serde(flatten)]
     summary: &'a Summary,
+    /// Per trained head: its labels over all texts and within every other label.
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    heads: &'a [HeadSummary],
 }
+
+/// A row waiting for the taxonomy thresholds: the record, its taxonomy scores and, per head,
+/// what the head said (`None` for an empty row).
+type Pending = (Record, Option<Vec<f32>>, Option<Vec<HeadOutput>>);
 
 /// Writes rows.csv: id, status, per group the top label and its score and every assigned label
 /// with its score, and optionally every raw score.
@@ -34,10 +44,16 @@ struct RowWriter {
     labels: Vec<LabelRef>,
     groups: Vec<String>,
     all_scores: bool,
+    heads: Vec<Head>,
 }
 
 impl RowWriter {
-    fn create(path: &Path, labels: &[LabelRef], all_scores: bool) -> anyhow::Result<Self> {
+    fn create(
+        path: &Path,
+        labels: &[LabelRef],
+        all_scores: bool,
+        heads: &[Head],
+    ) -> anyhow::Result<Self> {
         let mut groups: Vec<String> = Vec::new();
         for l in labels {
             if !groups.contains(&l.group) {
@@ -51,12 +67,20 @@ impl RowWriter {
         if all_scores {
             header.extend(labels.iter().map(|l| format!("score:{}.{}", l.group, l.name)));
         }
+        for head in heads {
+            header.extend(csv_header(head, None));
+        }
         let mut csv = csv::Writer::from_writer(AtomicFile::create(path)?);
         csv.write_record(&header).with_context(|| format!("writing `{}`", path.display()))?;
-        Ok(Self { csv, labels: labels.to_vec(), groups, all_scores })
+        Ok(Self { csv, labels: labels.to_vec(), groups, all_scores, heads: heads.to_vec() })
     }
 
-    fn write(&mut self, record: &Record, scored: Option<(&[f32], &[bool])>) -> csv::Result<()> {
+    fn write(
+        &mut self,
+        record: &Record,
+        scored: Option<(&[f32], &[bool])>,
+        heads: Option<&[HeadOutput]>,
+    ) -> csv::Result<()> {
         let mut fields = vec![record.id.clone()];
         match scored {
             None => {
@@ -90,6 +114,9 @@ impl RowWriter {
                 }
             }
         }
+        for (h, head) in self.heads.iter().enumerate() {
+            fields.extend(csv_fields(head, heads.map(|o| &o[h]), None));
+        }
         self.csv.write_record(&fields)
     }
 
@@ -116,41 +143,75 @@ pub(super) fn run(args: &AnalyzeArgs, ui: Ui) -> anyhow::Result<()> {
     crate::output::check_writable(&rows_path)?;
 
     let embedder = load_embedder(&args.model)?;
-    let scorer = Scorer::new(&taxonomy, &embedder).context("embedding the taxonomy phrases")?;
-    let labels = scorer.labels().to_vec();
+    let mut heads = Vec::new();
+    if !args.no_sentiment {
+        let sentiment = Head::builtin_sentiment()?;
+        sentiment.check_model(Path::new(crate::heads::BUILTIN_SENTIMENT), embedder.info())?;
+        heads.push(sentiment);
+    }
+    for head in load_all(&args.heads, embedder.info())? {
+        if heads.iter().any(|h| h.name() == head.name()) {
+            return Err(crate::heads::HeadError::DuplicateName { name: head.name().into() }.into());
+        }
+        heads.push(head);
+    }
+    if args.no_taxonomy && heads.is_empty() {
+        return Err(UsageError(
+            "`--no-taxonomy` with `--no-sentiment` and no `--head` leaves nothing to do".into(),
+        )
+        .into());
+    }
+    let scorer = if args.no_taxonomy {
+        None
+    } else {
+        Some(Scorer::new(&taxonomy, &embedder).context("embedding the taxonomy phrases")?)
+    };
+    let labels = scorer.as_ref().map(|s| s.labels().to_vec()).unwrap_or_default();
     tracing::debug!(labels = labels.len(), taxonomy = %taxonomy_name, "taxonomy embedded");
     let rule = match args.threshold {
         Some(threshold) => ThresholdRule::Fixed { threshold },
         None => ThresholdRule::Mixture { floor: DEFAULT_FLOOR },
     };
 
-    let mut writer = RowWriter::create(&rows_path, &labels, args.all_scores)?;
+    let mut writer = RowWriter::create(&rows_path, &labels, args.all_scores, &heads)?;
     let mut summary = SummaryBuilder::new(&labels);
+    let taxonomy_rows: Vec<RowLabel> =
+        labels.iter().map(|l| RowLabel { group: l.group.clone(), label: l.name.clone() }).collect();
+    let head_labels = heads.iter().map(|h| (h.name().to_string(), h.labels().to_vec())).collect();
+    let mut crossing = CrossingBuilder::new(head_labels, taxonomy_rows);
     let write_err = || format!("writing `{}`", rows_path.display());
 
     // Rows wait here until the calibration sample is complete; then thresholds are fixed and
     // every later row is written as soon as it is scored.
-    let mut pending: Vec<(Record, Option<Vec<f32>>)> = Vec::new();
+    let mut pending: Vec<Pending> = Vec::new();
     let mut thresholds: Option<Thresholds> = None;
-    let mut emit =
-        |record: &Record, scores: Option<&[f32]>, t: &Thresholds| -> anyhow::Result<()> {
-            match scores {
-                None => {
-                    summary.add_empty();
-                    writer.write(record, None).with_context(write_err)?;
-                }
-                Some(scores) => {
-                    let assigned = t.assign(scores);
-                    summary.add(&record.id, &record.text, scores, &assigned);
-                    writer.write(record, Some((scores, &assigned))).with_context(write_err)?;
-                }
+    let mut emit = |record: &Record,
+                    scores: Option<&[f32]>,
+                    outputs: Option<&[HeadOutput]>,
+                    t: &Thresholds|
+     -> anyhow::Result<()> {
+        match scores {
+            None => {
+                summary.add_empty();
+                writer.write(record, None, None).with_context(write_err)?;
             }
-            Ok(())
-        };
-    let calibrate = |pending: &[(Record, Option<Vec<f32>>)]| {
-        let sample: Vec<Vec<f32>> = pending.iter().filter_map(|(_, s)| s.clone()).collect();
+            Some(scores) => {
+                let assigned = t.assign(scores);
+                summary.add(&record.id, &record.text, scores, &assigned);
+                if let Some(outputs) = outputs {
+                    let per_head: Vec<Vec<usize>> =
+                        outputs.iter().map(|o| o.assigned.clone()).collect();
+                    crossing.add(&assigned, &per_head);
+                }
+                writer.write(record, Some((scores, &assigned)), outputs).with_context(write_err)?;
+            }
+        }
+        Ok(())
+    };
+    let calibrate = |pending: &[Pending]| {
+        let sample: Vec<Vec<f32>> = pending.iter().filter_map(|(_, s, _)| s.clone()).collect();
         let t = Thresholds::fit(rule, &sample, labels.len());
-        if t.rule != rule {
+        if t.rule != rule && !labels.is_empty() {
             tracing::warn!(
                 "only {} non-empty text(s): too few to calibrate per-label thresholds; using a \
                  fixed cosine threshold of {}",
@@ -166,20 +227,32 @@ pub(super) fn run(args: &AnalyzeArgs, ui: Ui) -> anyhow::Result<()> {
     let windows =
         EmbeddedWindows::new(reader, &embedder, Box::new(move |n| progress_bar.inc(n as u64)));
     let mut truncated = 0;
+    let dimension = embedder.info().dimension;
     for window in windows {
         let window = window?;
         truncated += window.truncated;
+        let matrix: Vec<f32> =
+            window.rows.iter().filter_map(|r| r.embedding.as_deref()).flatten().copied().collect();
+        let mut outputs: Vec<std::vec::IntoIter<HeadOutput>> =
+            run_heads(&heads, &matrix, None)?.into_iter().map(Vec::into_iter).collect();
+        debug_assert_eq!(matrix.len() % dimension.max(1), 0);
         for row in window.rows {
-            let scores = row.embedding.as_deref().map(|v| scorer.score(v));
+            let scores = row.embedding.as_deref().map(|v| match &scorer {
+                Some(scorer) => scorer.score(v),
+                None => Vec::new(),
+            });
+            let row_outputs: Option<Vec<HeadOutput>> = row.embedding.as_ref().map(|_| {
+                outputs.iter_mut().map(|o| o.next().expect("one output per embedding")).collect()
+            });
             match &thresholds {
-                Some(t) => emit(&row.record, scores.as_deref(), t)?,
+                Some(t) => emit(&row.record, scores.as_deref(), row_outputs.as_deref(), t)?,
                 None => {
-                    pending.push((row.record, scores));
-                    let sampled = pending.iter().filter(|(_, s)| s.is_some()).count();
+                    pending.push((row.record, scores, row_outputs));
+                    let sampled = pending.iter().filter(|(_, s, _)| s.is_some()).count();
                     if sampled >= CALIBRATION_TEXTS {
                         let t = calibrate(&pending);
-                        for (record, scores) in pending.drain(..) {
-                            emit(&record, scores.as_deref(), &t)?;
+                        for (record, scores, outs) in pending.drain(..) {
+                            emit(&record, scores.as_deref(), outs.as_deref(), &t)?;
                         }
                         thresholds = Some(t);
                     }
@@ -191,8 +264,8 @@ pub(super) fn run(args: &AnalyzeArgs, ui: Ui) -> anyhow::Result<()> {
         Some(t) => t,
         None => {
             let t = calibrate(&pending);
-            for (record, scores) in pending.drain(..) {
-                emit(&record, scores.as_deref(), &t)?;
+            for (record, scores, outs) in pending.drain(..) {
+                emit(&record, scores.as_deref(), outs.as_deref(), &t)?;
             }
             t
         }
@@ -200,6 +273,7 @@ pub(super) fn run(args: &AnalyzeArgs, ui: Ui) -> anyhow::Result<()> {
     bar.finish_and_clear();
     summary.add_truncated(truncated);
     let summary = summary.finish(thresholds);
+    let head_summaries = crossing.finish();
 
     writer.finish()?;
     let report = Report {
@@ -207,10 +281,12 @@ pub(super) fn run(args: &AnalyzeArgs, ui: Ui) -> anyhow::Result<()> {
         taxonomy: taxonomy_name,
         model: embedder.info(),
         summary: &summary,
+        heads: &head_summaries,
     };
     write_json(&summary_path, &report)?;
     warn_truncated(truncated, embedder.info().max_seq_length);
     print_summary(&summary);
+    print_heads(&head_summaries);
     Ok(())
 }
 
@@ -246,5 +322,42 @@ fn print_summary(summary: &Summary) {
             group.unlabelled,
             group.unlabelled_share * 100.0
         );
+    }
+}
+
+/// Prints, per head, its label shares, then each other label with its share of the head's
+/// labels (for example each need with its share of negative sentiment).
+fn print_heads(heads: &[HeadSummary]) {
+    for head in heads {
+        let mut table = Table::new();
+        table
+            .load_preset(UTF8_FULL_CONDENSED)
+            .set_content_arrangement(ContentArrangement::Dynamic)
+            .set_header([head.name.as_str(), "texts", "share"]);
+        for l in &head.labels {
+            table.add_row([
+                l.label.clone(),
+                l.count.to_string(),
+                format!("{:.1}%", l.share * 100.0),
+            ]);
+        }
+        println!("\n{table}");
+        let rows: Vec<_> = head.by_label.iter().filter(|r| r.texts > 0).collect();
+        if rows.is_empty() {
+            continue;
+        }
+        let mut cross = Table::new();
+        let mut header = vec!["label".to_string(), "texts".to_string()];
+        header.extend(head.labels.iter().map(|l| format!("{}: {}", head.name, l.label)));
+        cross
+            .load_preset(UTF8_FULL_CONDENSED)
+            .set_content_arrangement(ContentArrangement::Dynamic)
+            .set_header(header);
+        for r in rows {
+            let mut cells = vec![format!("{}.{}", r.group, r.label), r.texts.to_string()];
+            cells.extend(head.labels.iter().map(|l| format!("{:.1}%", r.shares[&l.label] * 100.0)));
+            cross.add_row(cells);
+        }
+        println!("\n{cross}");
     }
 }

@@ -2,7 +2,10 @@
 //! writes results. Shared set-up (reading input, loading the model, progress) lives here.
 
 mod analyze;
+mod classify;
 mod embed;
+mod evaluate;
+mod train;
 
 use anyhow::Context;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
@@ -33,6 +36,9 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Embed(args) => embed::run(&args, ui),
         Command::Analyze(args) => analyze::run(&args, ui),
+        Command::Train(args) => train::run(&args, ui),
+        Command::Classify(args) => classify::run(&args, ui),
+        Command::Evaluate(args) => evaluate::run(&args, ui),
     }
 }
 

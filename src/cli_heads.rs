@@ -1,0 +1,171 @@
+//! Command-line arguments of the head commands (`train`, `classify`, `evaluate`): clap types
+//! only; the commands live in [`crate::commands`].
+
+use std::path::PathBuf;
+
+use clap::Args;
+
+use crate::cli::{EngineArg, InputArgs, ModelArgs};
+use crate::heads::labels::DEFAULT_SEPARATOR;
+use crate::model::DEFAULT_MODEL;
+
+/// Where embeddings of labelled data are cached.
+#[derive(Debug, Args, Clone)]
+#[command(next_help_heading = "Embedding cache")]
+pub struct CacheArgs {
+    /// Folder of the embedding cache.
+    ///
+    /// Defaults to `HABITLENS_CACHE`, else `$XDG_CACHE_HOME/habitlens`, else
+    /// `~/.cache/habitlens`. Deleting it is safe: texts are embedded again.
+    #[arg(long, value_name = "DIR")]
+    pub cache_dir: Option<PathBuf>,
+    /// Neither read nor write the embedding cache.
+    #[arg(long, conflicts_with = "cache_dir")]
+    pub no_cache: bool,
+}
+
+/// Values of `--class-weights`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ClassWeights {
+    /// Weight each row inversely to its label's frequency in the training rows.
+    Balanced,
+}
+
+/// Arguments of `habitlens train`.
+#[derive(Debug, Args)]
+pub struct TrainArgs {
+    /// Input options.
+    #[command(flatten)]
+    pub input: InputArgs,
+    /// CSV column or JSONL field holding the label(s).
+    #[arg(long, value_name = "NAME", help_heading = "Input")]
+    pub label_column: String,
+    /// Folder to write the head to (`head.safetensors`, `head.json`).
+    #[arg(short, long, value_name = "DIR")]
+    pub output: PathBuf,
+    /// Name of the head: the prefix of its columns in `classify` and `analyze`; the output
+    /// folder's name by default.
+    #[arg(long, value_name = "NAME")]
+    pub name: Option<String>,
+
+    /// Each text may carry several labels, split by `--label-separator` (sigmoid head with
+    /// binary cross-entropy and per-label thresholds tuned for F1 on the validation rows).
+    #[arg(long, help_heading = "Labels")]
+    pub multi_label: bool,
+    /// Separator of labels in a multi-label cell.
+    #[arg(long, value_name = "SEP", default_value = DEFAULT_SEPARATOR, help_heading = "Labels")]
+    pub label_separator: String,
+    /// Weight rows against skewed labels.
+    #[arg(long, value_enum, value_name = "MODE", help_heading = "Labels")]
+    pub class_weights: Option<ClassWeights>,
+
+    /// Width of one hidden layer (ReLU, with `--dropout`); a linear head when not given.
+    #[arg(long, value_name = "N", help_heading = "Training")]
+    pub hidden: Option<usize>,
+    /// Dropout on the hidden layer during training.
+    #[arg(long, value_name = "P", default_value_t = 0.1, help_heading = "Training")]
+    pub dropout: f32,
+    /// Most passes over the training rows; training stops earlier when the validation loss
+    /// stops falling (see `--patience`).
+    #[arg(long, value_name = "N", default_value_t = 200, help_heading = "Training")]
+    pub epochs: usize,
+    /// Epochs without a lower validation loss before stopping.
+    #[arg(long, value_name = "N", default_value_t = 10, help_heading = "Training")]
+    pub patience: usize,
+    /// AdamW learning rate.
+    #[arg(long, value_name = "X", default_value_t = 1e-3, help_heading = "Training")]
+    pub lr: f64,
+    /// AdamW decoupled weight decay.
+    #[arg(long, value_name = "X", default_value_t = 1e-2, help_heading = "Training")]
+    pub weight_decay: f64,
+    /// Rows per optimiser step.
+    #[arg(long, value_name = "N", default_value_t = 64, help_heading = "Training")]
+    pub batch_size: usize,
+    /// Share of rows held out, stratified by label, for early stopping, thresholds and the
+    /// validation figures; 0 trains on every row for `--epochs` epochs.
+    #[arg(long, value_name = "F", default_value_t = 0.15, help_heading = "Training")]
+    pub val_fraction: f64,
+    /// Seed of the split, initialisation, shuffling and dropout: the same seed and data give
+    /// the same head, bit for bit.
+    #[arg(long, value_name = "S", default_value_t = 42, help_heading = "Training")]
+    pub seed: u64,
+    /// Feed embeddings to the head as they are, without per-feature standardisation.
+    #[arg(long, help_heading = "Training")]
+    pub no_standardize: bool,
+
+    /// Hub id (`org/name`, optionally `@revision`) or a local folder.
+    #[arg(long, env = crate::cli::ENV_MODEL, default_value = DEFAULT_MODEL, value_name = "ID|DIR", help_heading = "Model")]
+    pub model: String,
+    /// Texts per forward pass of the encoder.
+    #[arg(long, default_value_t = crate::embed::DEFAULT_BATCH_SIZE, value_name = "N", help_heading = "Model")]
+    pub embed_batch_size: usize,
+    /// Forward pass of the encoder (see `habitlens embed --help`).
+    #[arg(long, value_enum, value_name = "ENGINE", help_heading = "Model")]
+    pub engine: Option<EngineArg>,
+    /// Embedding cache options.
+    #[command(flatten)]
+    pub cache: CacheArgs,
+}
+
+impl TrainArgs {
+    /// The model options in the form the other commands use.
+    pub fn model_args(&self) -> ModelArgs {
+        ModelArgs {
+            model: self.model.clone(),
+            batch_size: self.embed_batch_size,
+            engine: self.engine,
+        }
+    }
+}
+
+/// Arguments of `habitlens classify`.
+#[derive(Debug, Args)]
+pub struct ClassifyArgs {
+    /// Input options.
+    #[command(flatten)]
+    pub input: InputArgs,
+    /// Model options.
+    #[command(flatten)]
+    pub model: ModelArgs,
+    /// Head folder written by `habitlens train` (repeatable: every head shares one embedding
+    /// pass).
+    #[arg(long = "head", value_name = "DIR", required = true, help_heading = "Heads")]
+    pub heads: Vec<PathBuf>,
+    /// Output file: `.csv` or `.jsonl`, one row per input row in input order.
+    #[arg(short, long, value_name = "FILE")]
+    pub output: PathBuf,
+    /// Also list the K most probable labels of each head with their probabilities.
+    #[arg(long, value_name = "K", help_heading = "Heads")]
+    pub top_k: Option<usize>,
+    /// Probability cut-off overriding the heads' own: multi-label heads assign every label at
+    /// or above it; single-label heads assign nothing when their best label is below it.
+    #[arg(long, value_name = "T", help_heading = "Heads")]
+    pub threshold: Option<f32>,
+}
+
+/// Arguments of `habitlens evaluate`.
+#[derive(Debug, Args)]
+pub struct EvaluateArgs {
+    /// Input options; `--text-column` defaults to the column the head was trained on.
+    #[command(flatten)]
+    pub input: InputArgs,
+    /// CSV column or JSONL field holding the true label(s); the head's own by default.
+    #[arg(long, value_name = "NAME", help_heading = "Input")]
+    pub label_column: Option<String>,
+    /// Model options.
+    #[command(flatten)]
+    pub model: ModelArgs,
+    /// Head folder to measure (repeatable).
+    #[arg(long = "head", value_name = "DIR", required = true, help_heading = "Heads")]
+    pub heads: Vec<PathBuf>,
+    /// Write the figures as JSON; with several heads, one file per head (`NAME-<head>.json`).
+    #[arg(long, value_name = "FILE", help_heading = "Output")]
+    pub report: Option<PathBuf>,
+    /// Write the confusion matrix of a single-label head as CSV (rows: true label, columns:
+    /// predicted); with several heads, one file per head.
+    #[arg(long, value_name = "FILE", help_heading = "Output")]
+    pub confusion: Option<PathBuf>,
+    /// Embedding cache options.
+    #[command(flatten)]
+    pub cache: CacheArgs,
+}

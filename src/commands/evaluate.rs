@@ -1,0 +1,248 @@
+//! `habitlens evaluate`: measure trained heads on labelled texts.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use comfy_table::{ContentArrangement, Table, presets::UTF8_FULL_CONDENSED};
+use serde::Serialize;
+
+use super::train::{cache_from_args, read_labelled};
+use super::{Ui, load_embedder, text_progress, warn_truncated};
+use crate::cli_heads::EvaluateArgs;
+use crate::heads::cache::embed_cached;
+use crate::heads::labels::{TaskKind, list_rows, partition};
+use crate::heads::train::argmax;
+use crate::heads::{Head, HeadError};
+use crate::metrics::classes::{ClassFigures, ConfusionMatrix, MultiLabelFigures, log_loss};
+use crate::output::AtomicFile;
+
+#[derive(Serialize)]
+struct Report {
+    head: String,
+    data: String,
+    task: TaskKind,
+    rows: usize,
+    rows_skipped: usize,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    accuracy: Option<f64>,
+    macro_f1: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    weighted_f1: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    log_loss: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    micro_f1: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    exact_match: Option<f64>,
+    /// Labels in the data the head does not know (always counted as missed).
+    unknown_labels: Vec<String>,
+    per_label: BTreeMap<String, ClassFigures>,
+}
+
+/// `FILE` for one head, `FILE-<head>.EXT` when several heads share the flag.
+fn per_head_path(path: &Path, head: &str, several: bool) -> PathBuf {
+    if !several {
+        return path.to_path_buf();
+    }
+    let stem = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+    let name = match path.extension() {
+        Some(ext) => format!("{stem}-{head}.{}", ext.to_string_lossy()),
+        None => format!("{stem}-{head}"),
+    };
+    path.with_file_name(name)
+}
+
+pub(super) fn run(args: &EvaluateArgs, ui: Ui) -> anyhow::Result<()> {
+    let embedder = load_embedder(&args.model)?;
+    let cache = cache_from_args(&args.cache);
+    let several = args.heads.len() > 1;
+    for dir in &args.heads {
+        let head = Head::load(dir)?;
+        head.check_model(dir, embedder.info())?;
+        let meta = &head.meta;
+        let mut input = args.input.clone();
+        input.text_column.get_or_insert_with(|| meta.text_column.clone());
+        let label_column = args.label_column.clone().unwrap_or_else(|| meta.label_column.clone());
+        let separator = meta.label_separator.clone().unwrap_or_else(|| ";".into());
+
+        let labelled = read_labelled(&input, &label_column)?;
+        let total = labelled.rows.len();
+        let (kept, skipped) = partition(labelled.rows, meta.task, &separator);
+        for msg in skipped.messages(meta.task, &labelled.file, &labelled.text_column, &label_column)
+        {
+            tracing::warn!("{msg}");
+        }
+        if kept.is_empty() {
+            return Err(HeadError::NoLabel {
+                file: labelled.file,
+                column: label_column,
+                rows: total,
+            }
+            .into());
+        }
+
+        // Labels the head does not know get indices after its own.
+        let mut labels = meta.labels.clone();
+        let mut unknown_rows = Vec::new();
+        let mut truth: Vec<Vec<usize>> = Vec::with_capacity(kept.len());
+        for (row, _, row_labels) in &kept {
+            let mut t = Vec::new();
+            for l in row_labels {
+                let i = match labels.iter().position(|x| x == l) {
+                    Some(i) => i,
+                    None => {
+                        labels.push(l.clone());
+                        labels.len() - 1
+                    }
+                };
+                if i >= meta.labels.len() {
+                    unknown_rows.push(*row);
+                }
+                t.push(i);
+            }
+            truth.push(t);
+        }
+        let unknown: Vec<String> = labels[meta.labels.len()..].to_vec();
+        if !unknown.is_empty() {
+            tracing::warn!(
+                "`{}` has label(s) head `{}` does not know: {} ({}); they count as missed",
+                labelled.file,
+                meta.name,
+                unknown.iter().map(|l| format!("`{l}`")).collect::<Vec<_>>().join(", "),
+                list_rows(&unknown_rows)
+            );
+        }
+
+        let texts: Vec<&str> = kept.iter().map(|(_, t, _)| t.as_str()).collect();
+        let bar = text_progress(ui, "embedding");
+        let progress_bar = bar.clone();
+        let embedded =
+            embed_cached(&embedder, &texts, cache.as_ref(), &mut |n| progress_bar.inc(n as u64))
+                .context("embedding the evaluation texts")?;
+        bar.finish_and_clear();
+        warn_truncated(embedded.truncated, embedder.info().max_seq_length);
+        let probs = head.probabilities(&embedded.data)?;
+        let known = meta.labels.len();
+        let n = labels.len();
+
+        let mut report = Report {
+            head: meta.name.clone(),
+            data: labelled.file.clone(),
+            task: meta.task,
+            rows: kept.len(),
+            rows_skipped: skipped.len(),
+            accuracy: None,
+            macro_f1: 0.0,
+            weighted_f1: None,
+            log_loss: None,
+            micro_f1: None,
+            exact_match: None,
+            unknown_labels: unknown.clone(),
+            per_label: BTreeMap::new(),
+        };
+        let figures: Vec<ClassFigures>;
+        let mut confusion: Option<ConfusionMatrix> = None;
+        match meta.task {
+            TaskKind::SingleLabel => {
+                let t: Vec<u32> = truth.iter().map(|t| t[0] as u32).collect();
+                let p: Vec<u32> = probs.chunks_exact(known).map(argmax).collect();
+                let m = ConfusionMatrix::new(&t, &p, n);
+                // Rows of unknown labels get probability 0 for their label: the log loss clips.
+                let mut wide = vec![0f32; t.len() * n];
+                for (r, row) in probs.chunks_exact(known).enumerate() {
+                    wide[r * n..r * n + known].copy_from_slice(row);
+                }
+                report.accuracy = Some(m.accuracy());
+                report.macro_f1 = m.macro_f1();
+                report.weighted_f1 = Some(m.weighted_f1());
+                report.log_loss = Some(log_loss(&wide, n, &t));
+                figures = m.per_class();
+                confusion = Some(m);
+            }
+            TaskKind::MultiLabel => {
+                let mut t = vec![false; truth.len() * n];
+                for (r, row) in truth.iter().enumerate() {
+                    for &l in row {
+                        t[r * n + l] = true;
+                    }
+                }
+                let mut p = vec![false; truth.len() * n];
+                for (r, row) in probs.chunks_exact(known).enumerate() {
+                    for l in head.assign(row, None) {
+                        p[r * n + l] = true;
+                    }
+                }
+                let m = MultiLabelFigures::new(&t, &p, n);
+                report.micro_f1 = Some(m.micro_f1);
+                report.macro_f1 = m.macro_f1;
+                report.exact_match = Some(m.exact_match);
+                figures = m.per_label;
+            }
+        }
+        report.per_label = labels.iter().cloned().zip(figures.iter().copied()).collect();
+
+        print_report(&report, &labels, &figures);
+        if let Some(path) = &args.report {
+            let path = per_head_path(path, &meta.name, several);
+            crate::output::write_json(&path, &report)?;
+        }
+        if let (Some(path), Some(m)) = (&args.confusion, &confusion) {
+            let path = per_head_path(path, &meta.name, several);
+            write_confusion(&path, &labels, m)?;
+        } else if args.confusion.is_some() {
+            tracing::warn!("head `{}` is multi-label: no confusion matrix written", meta.name);
+        }
+    }
+    Ok(())
+}
+
+fn write_confusion(path: &Path, labels: &[String], m: &ConfusionMatrix) -> anyhow::Result<()> {
+    let err = || format!("writing `{}`", path.display());
+    let mut w = csv::Writer::from_writer(AtomicFile::create(path)?);
+    let mut header = vec!["true\\predicted".to_string()];
+    header.extend(labels.iter().cloned());
+    w.write_record(&header).with_context(err)?;
+    for (t, label) in labels.iter().enumerate() {
+        let mut row = vec![label.clone()];
+        row.extend((0..labels.len()).map(|p| m.count(t, p).to_string()));
+        w.write_record(&row).with_context(err)?;
+    }
+    let mut file = w.into_inner().map_err(|e| e.into_error()).with_context(err)?;
+    file.flush().with_context(err)?;
+    Ok(file.commit()?)
+}
+
+fn print_report(r: &Report, labels: &[String], figures: &[ClassFigures]) {
+    println!("head `{}` on `{}`: {} rows ({} skipped)", r.head, r.data, r.rows, r.rows_skipped);
+    let mut overall = Table::new();
+    overall.load_preset(UTF8_FULL_CONDENSED).set_header(["metric", "value"]);
+    let mut add = |name: &str, v: Option<f64>| {
+        if let Some(v) = v {
+            overall.add_row([name.to_string(), format!("{v:.4}")]);
+        }
+    };
+    add("accuracy", r.accuracy);
+    add("micro-F1", r.micro_f1);
+    add("macro-F1", Some(r.macro_f1));
+    add("weighted-F1", r.weighted_f1);
+    add("exact match", r.exact_match);
+    add("log loss", r.log_loss);
+    println!("{overall}");
+    let mut table = Table::new();
+    table
+        .load_preset(UTF8_FULL_CONDENSED)
+        .set_content_arrangement(ContentArrangement::Dynamic)
+        .set_header(["label", "precision", "recall", "F1", "support"]);
+    for (label, f) in labels.iter().zip(figures) {
+        table.add_row([
+            label.clone(),
+            format!("{:.4}", f.precision),
+            format!("{:.4}", f.recall),
+            format!("{:.4}", f.f1),
+            f.support.to_string(),
+        ]);
+    }
+    println!("{table}\n");
+}

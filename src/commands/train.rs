@@ -1,0 +1,287 @@
+//! `habitlens train`: fit a classifier head on labelled texts and write its folder.
+
+use std::io::Read;
+use std::time::Instant;
+
+use anyhow::Context;
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use sha2::{Digest, Sha256};
+
+use super::{Ui, UsageError, load_embedder, open_input, text_progress, warn_truncated};
+use crate::cli::InputArgs;
+use crate::cli_heads::{CacheArgs, ClassWeights, TrainArgs};
+use crate::heads::cache::{EmbeddingCache, embed_cached, hex};
+use crate::heads::format::{BaseModel, DataSeen, HeadMeta, TrainingSettings};
+use crate::heads::labels::{LabelledData, RawRow, TaskKind};
+use crate::heads::train::{EpochReport, TrainOptions, fit};
+use crate::heads::{FORMAT_VERSION, Head, META_FILE};
+use crate::input::Source;
+use crate::mlp::MlpConfig;
+
+/// Rows of a labelled file, with its display name, the text column used and a content hash.
+pub(super) struct LabelledFile {
+    pub file: String,
+    pub text_column: String,
+    pub rows: Vec<RawRow>,
+    pub sha256: String,
+}
+
+/// Reads every row of `input` with its label cell from `label_column`.
+pub(super) fn read_labelled(input: &InputArgs, label_column: &str) -> anyhow::Result<LabelledFile> {
+    let reader = open_input(input, vec![label_column.to_string()])?;
+    let file = reader.file_name().to_string();
+    let text_column = match (&input.text_column, reader.headers()) {
+        (Some(c), _) => c.clone(),
+        (None, [only]) => only.clone(),
+        (None, headers) => headers
+            .iter()
+            .find(|h| h.eq_ignore_ascii_case("text"))
+            .cloned()
+            .unwrap_or("text".into()),
+    };
+    let mut hasher = Sha256::new();
+    let mut rows = Vec::new();
+    for record in reader {
+        let record = record?;
+        if matches!(Source::from_arg(&input.input), Source::Stdin) {
+            hasher.update(record.text.as_bytes());
+            hasher.update(b"\x1f");
+            hasher.update(record.extra[0].as_bytes());
+            hasher.update(b"\x1e");
+        }
+        rows.push(RawRow { row: record.row, text: record.text, cell: record.extra[0].clone() });
+    }
+    if let Source::File(path) = Source::from_arg(&input.input) {
+        let mut f = std::fs::File::open(&path).with_context(|| format!("reading `{file}`"))?;
+        let mut buf = vec![0u8; 1 << 16];
+        loop {
+            let n = f.read(&mut buf).with_context(|| format!("reading `{file}`"))?;
+            if n == 0 {
+                break;
+            }
+            hasher.update(&buf[..n]);
+        }
+    }
+    Ok(LabelledFile { file, text_column, rows, sha256: hex(&hasher.finalize()) })
+}
+
+/// The embedding cache the flags ask for, if any.
+pub(super) fn cache_from_args(args: &CacheArgs) -> Option<EmbeddingCache> {
+    if args.no_cache {
+        return None;
+    }
+    let dir = args.cache_dir.clone().or_else(EmbeddingCache::default_dir);
+    if dir.is_none() {
+        tracing::warn!(
+            "no cache folder is known (no HOME); pass `--cache-dir` to cache embeddings"
+        );
+    }
+    dir.map(EmbeddingCache::new)
+}
+
+fn check_flags(args: &TrainArgs) -> Result<(), UsageError> {
+    let fail = |msg: String| Err(UsageError(msg));
+    if !(0.0..0.9).contains(&args.val_fraction) {
+        return fail(format!(
+            "`--val-fraction` must be at least 0 and below 0.9, got {}",
+            args.val_fraction
+        ));
+    }
+    if !(0.0..1.0).contains(&args.dropout) {
+        return fail(format!("`--dropout` must be at least 0 and below 1, got {}", args.dropout));
+    }
+    if args.epochs == 0 || args.batch_size == 0 || args.hidden == Some(0) {
+        return fail("`--epochs`, `--batch-size` and `--hidden` must be at least 1".into());
+    }
+    if args.lr <= 0.0 || args.weight_decay < 0.0 {
+        return fail(format!(
+            "`--lr` must be above 0 and `--weight-decay` at least 0, got {} and {}",
+            args.lr, args.weight_decay
+        ));
+    }
+    if args.multi_label && args.label_separator.is_empty() {
+        return fail("`--label-separator` cannot be empty".into());
+    }
+    Ok(())
+}
+
+fn epoch_progress(ui: Ui, epochs: usize) -> ProgressBar {
+    if !ui.progress {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::with_draw_target(Some(epochs as u64), ProgressDrawTarget::stderr());
+    bar.set_style(
+        ProgressStyle::with_template("training {bar:30} epoch {pos}/{len} {msg} {elapsed}")
+            .expect("the progress template is valid"),
+    );
+    bar
+}
+
+pub(super) fn run(args: &TrainArgs, ui: Ui) -> anyhow::Result<()> {
+    check_flags(args)?;
+    let name = match &args.name {
+        Some(n) => n.clone(),
+        None => args
+            .output
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .filter(|n| !n.is_empty() && n != "." && n != "..")
+            .unwrap_or_else(|| "head".into()),
+    };
+    crate::output::check_writable(&args.output.join(META_FILE))?;
+    let kind = if args.multi_label { TaskKind::MultiLabel } else { TaskKind::SingleLabel };
+
+    // Read and check the data before loading the model.
+    let labelled = read_labelled(&args.input, &args.label_column)?;
+    let total = labelled.rows.len();
+    let data = LabelledData::check(
+        labelled.rows,
+        kind,
+        &args.label_separator,
+        &labelled.file,
+        &args.label_column,
+    )?;
+    for msg in data.skip_messages(&labelled.file, &labelled.text_column, &args.label_column) {
+        tracing::warn!("{msg}");
+    }
+    for msg in &data.warnings {
+        tracing::warn!("{msg}");
+    }
+    tracing::info!(
+        rows = total,
+        used = data.len(),
+        skipped = data.skipped.len(),
+        labels = data.labels.len(),
+        "labelled data read"
+    );
+
+    // Embed (or read the cache).
+    let embedder = load_embedder(&args.model_args())?;
+    let cache = cache_from_args(&args.cache);
+    let embed_started = Instant::now();
+    let bar = text_progress(ui, "embedding");
+    let progress_bar = bar.clone();
+    let embedded =
+        embed_cached(&embedder, &data.texts, cache.as_ref(), &mut |n| progress_bar.inc(n as u64))
+            .context("embedding the training texts")?;
+    bar.finish_and_clear();
+    warn_truncated(embedded.truncated, embedder.info().max_seq_length);
+    let embed_seconds = embed_started.elapsed().as_secs_f64();
+
+    // Train.
+    let mlp = MlpConfig {
+        hidden: args.hidden.into_iter().collect(),
+        dropout: if args.hidden.is_some() { args.dropout } else { 0.0 },
+        epochs: args.epochs,
+        batch_size: args.batch_size,
+        lr: args.lr,
+        weight_decay: args.weight_decay,
+        patience: args.patience,
+        standardize: !args.no_standardize,
+        seed: args.seed,
+    };
+    let options = TrainOptions {
+        mlp: mlp.clone(),
+        val_fraction: args.val_fraction,
+        balanced: args.class_weights == Some(ClassWeights::Balanced),
+    };
+    let bar = epoch_progress(ui, args.epochs);
+    let mut on_epoch = |e: &EpochReport| {
+        let s = &e.stats;
+        tracing::info!(
+            epoch = s.epoch,
+            train_loss = format!("{:.4}", s.train_loss),
+            val_loss = s.val_loss.map(|v| format!("{v:.4}")),
+            val_macro_f1 = e.val_macro_f1.map(|v| format!("{v:.4}")),
+            seconds = format!("{:.3}", s.seconds),
+            "epoch"
+        );
+        bar.set_position(s.epoch as u64);
+        if let (Some(l), Some(f)) = (s.val_loss, e.val_macro_f1) {
+            bar.set_message(format!("val loss {l:.4}, macro-F1 {f:.3}"));
+        }
+    };
+    let dimension = embedder.info().dimension;
+    let fitted = fit(&embedded.data, dimension, &data, &options, &mut on_epoch)?;
+    bar.finish_and_clear();
+
+    let meta = HeadMeta {
+        format_version: FORMAT_VERSION,
+        name,
+        base_model: BaseModel::from(embedder.info()),
+        task: kind,
+        labels: data.labels.clone(),
+        thresholds: fitted.thresholds.clone(),
+        text_column: labelled.text_column.clone(),
+        label_column: args.label_column.clone(),
+        label_separator: args.multi_label.then(|| args.label_separator.clone()),
+        training: TrainingSettings {
+            mlp,
+            val_fraction: args.val_fraction,
+            class_weights: options.balanced.then(|| "balanced".to_string()),
+            epochs_run: fitted.epochs_run,
+            best_epoch: fitted.best_epoch,
+            seconds: fitted.seconds,
+        },
+        validation: fitted.validation.clone(),
+        data: DataSeen {
+            file: labelled.file.clone(),
+            rows: total,
+            rows_used: data.len(),
+            rows_skipped: data.skipped.len(),
+            sha256: labelled.sha256,
+        },
+        habitlens_version: env!("CARGO_PKG_VERSION").to_string(),
+    };
+    let head = Head::new(meta, fitted.mlp.clone())?;
+    head.save(&args.output)
+        .with_context(|| format!("writing the head to `{}`", args.output.display()))?;
+
+    // Report.
+    let m = &head.meta;
+    println!(
+        "trained head `{}` ({}, {} labels) on `{}`: {} rows read, {} used, {} skipped",
+        m.name,
+        if kind == TaskKind::MultiLabel { "multi-label" } else { "single-label" },
+        m.labels.len(),
+        labelled.file,
+        total,
+        data.len(),
+        data.skipped.len()
+    );
+    println!(
+        "split: {} training rows, {} validation rows (seed {})",
+        fitted.split.train.len(),
+        fitted.split.val.len(),
+        args.seed
+    );
+    println!(
+        "embedding: {:.1} s{}; training: {:.2} s, {} epochs, kept epoch {}",
+        embed_seconds,
+        if embedded.from_cache { " (from the cache)" } else { "" },
+        fitted.seconds,
+        fitted.epochs_run,
+        fitted.best_epoch
+    );
+    match &m.validation {
+        Some(v) => match kind {
+            TaskKind::SingleLabel => println!(
+                "validation: accuracy {:.4}, macro-F1 {:.4}, weighted-F1 {:.4}, loss {:.4}",
+                v.accuracy,
+                v.macro_f1,
+                v.weighted_f1.unwrap_or(f64::NAN),
+                v.loss
+            ),
+            TaskKind::MultiLabel => println!(
+                "validation: micro-F1 {:.4}, macro-F1 {:.4}, exact match {:.4}, loss {:.4}",
+                v.micro_f1.unwrap_or(f64::NAN),
+                v.macro_f1,
+                v.accuracy,
+                v.loss
+            ),
+        },
+        None => println!("validation: none (`--val-fraction 0`)"),
+    }
+    println!("head written to {}", args.output.display());
+    Ok(())
+}

@@ -1,0 +1,232 @@
+//! `habitlens train`, `evaluate` and `classify` run as a user would run them: the real binary,
+//! the real model, real labelled reviews (Hu & Liu customer reviews from `../shared/data`), files
+//! in a temporary folder.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use predicates::prelude::*;
+
+/// `n` positive and `n` negative Hu & Liu sentences starting at line `skip` of each file, as
+/// (text, label) pairs, alternating.
+fn hu_liu(skip: usize, n: usize) -> Vec<(String, String)> {
+    let dir = common::shared().join("data/hu_liu_customer_reviews_cr");
+    let read = |name: &str| -> Vec<String> {
+        std::fs::read_to_string(dir.join(name))
+            .expect("the Hu & Liu reviews are in ../shared/data")
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .skip(skip)
+            .take(n)
+            .map(|l| l.trim().to_string())
+            .collect()
+    };
+    let (pos, neg) = (read("custrev.train80.pos"), read("custrev.train80.neg"));
+    pos.into_iter()
+        .zip(neg)
+        .flat_map(|(p, n)| [(p, "positive".to_string()), (n, "negative".to_string())])
+        .collect()
+}
+
+/// A CSV of id, text, sentiment and a multi-label `tags` column (sentiment, plus `long` for
+/// texts over 80 characters).
+fn write_reviews(dir: &Path, name: &str, rows: &[(String, String)]) -> PathBuf {
+    let mut w = csv::Writer::from_path(dir.join(name)).unwrap();
+    w.write_record(["id", "text", "sentiment", "tags"]).unwrap();
+    for (i, (text, label)) in rows.iter().enumerate() {
+        let tags = if text.len() > 80 { format!("{label};long") } else { label.clone() };
+        w.write_record([&format!("r{i}"), text, label, &tags]).unwrap();
+    }
+    w.flush().unwrap();
+    dir.join(name)
+}
+
+fn habitlens(cache: &Path) -> assert_cmd::Command {
+    let mut cmd = common::habitlens();
+    cmd.env("HABITLENS_CACHE", cache);
+    cmd
+}
+
+fn train(cache: &Path, data: &Path, out: &Path, extra: &[&str]) -> String {
+    let output = habitlens(cache)
+        .args(["train", data.to_str().unwrap(), "--text-column", "text", "--id-column", "id"])
+        .args(["--output", out.to_str().unwrap()])
+        .args(extra)
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    String::from_utf8(output).unwrap()
+}
+
+#[test]
+fn train_evaluate_and_classify_with_two_heads_in_one_pass() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("cache");
+    let data = write_reviews(dir.path(), "train.csv", &hu_liu(0, 100));
+    let sentiment = dir.path().join("sentiment");
+    let stdout = train(&cache, &data, &sentiment, &["--label-column", "sentiment", "--seed", "3"]);
+    assert!(stdout.contains("200 rows read, 200 used, 0 skipped"), "{stdout}");
+    assert!(stdout.contains("validation: accuracy"), "{stdout}");
+
+    let meta: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(sentiment.join("head.json")).unwrap())
+            .unwrap();
+    assert_eq!(meta["format_version"], 1);
+    assert_eq!(meta["task"], "single_label");
+    assert_eq!(meta["labels"], serde_json::json!(["negative", "positive"]));
+    assert_eq!(meta["base_model"]["id"], "sentence-transformers/all-MiniLM-L6-v2");
+    assert_eq!(meta["base_model"]["dimension"], 384);
+    assert_eq!(meta["data"]["rows"], 200);
+    assert_eq!(meta["data"]["sha256"].as_str().unwrap().len(), 64);
+    assert!(std::fs::metadata(sentiment.join("head.safetensors")).unwrap().len() < 10_000);
+
+    // Same seed, same bytes; the second run reads the embedding cache.
+    let again = dir.path().join("again");
+    let stdout = train(&cache, &data, &again, &["--label-column", "sentiment", "--seed", "3"]);
+    assert!(stdout.contains("from the cache"), "{stdout}");
+    assert_eq!(
+        std::fs::read(sentiment.join("head.safetensors")).unwrap(),
+        std::fs::read(again.join("head.safetensors")).unwrap(),
+        "the same seed gives the same head, bit for bit"
+    );
+
+    // A multi-label head on the same texts.
+    let tags = dir.path().join("tags");
+    train(&cache, &data, &tags, &["--label-column", "tags", "--multi-label"]);
+    let meta: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(tags.join("head.json")).unwrap()).unwrap();
+    assert_eq!(meta["task"], "multi_label");
+    assert_eq!(meta["thresholds"].as_array().unwrap().len(), 3);
+
+    // Evaluate on other sentences; the head's own columns are the default.
+    let test = write_reviews(dir.path(), "test.csv", &hu_liu(300, 50));
+    let report = dir.path().join("report.json");
+    let confusion = dir.path().join("confusion.csv");
+    habitlens(&cache)
+        .args(["evaluate", test.to_str().unwrap(), "--head", sentiment.to_str().unwrap()])
+        .args(["--report", report.to_str().unwrap(), "--confusion", confusion.to_str().unwrap()])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("accuracy").and(predicate::str::contains("negative")));
+    let r: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+    let accuracy = r["accuracy"].as_f64().unwrap();
+    assert!(accuracy > 0.7, "accuracy {accuracy}");
+    for key in ["macro_f1", "weighted_f1", "log_loss"] {
+        assert!(r[key].as_f64().is_some(), "{key} in {r}");
+    }
+    assert_eq!(r["per_label"]["positive"]["support"], 50);
+    let (header, rows) = common::read_csv(&confusion);
+    assert_eq!(header, ["true\\predicted", "negative", "positive"]);
+    let total: usize =
+        rows.iter().flat_map(|r| r[1..].iter()).map(|c| c.parse::<usize>().unwrap()).sum();
+    assert_eq!(total, 100);
+
+    let multi = dir.path().join("multi.json");
+    habitlens(&cache)
+        .args(["evaluate", test.to_str().unwrap(), "--head", tags.to_str().unwrap()])
+        .args(["--report", multi.to_str().unwrap()])
+        .assert()
+        .success();
+    let m: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&multi).unwrap()).unwrap();
+    assert!(m["micro_f1"].as_f64().unwrap() > 0.5 && m["macro_f1"].as_f64().is_some(), "{m}");
+
+    // Classify with both heads; a blank text still gets its row.
+    let mut input = std::fs::read_to_string(&test).unwrap();
+    input.push_str("blank,,,\n");
+    let input = common::write(dir.path(), "input.csv", input);
+    let out = dir.path().join("labels.csv");
+    habitlens(&cache)
+        .args(["classify", input.to_str().unwrap(), "--id-column", "id", "--top-k", "2"])
+        .args(["--head", sentiment.to_str().unwrap(), "--head", tags.to_str().unwrap()])
+        .args(["--output", out.to_str().unwrap()])
+        .assert()
+        .success();
+    let (header, rows) = common::read_csv(&out);
+    assert_eq!(
+        header,
+        [
+            "id",
+            "status",
+            "sentiment",
+            "sentiment_probability",
+            "sentiment_top",
+            "tags",
+            "tags_probability",
+            "tags_top"
+        ]
+    );
+    assert_eq!(rows.len(), 101, "every input row has an output row");
+    assert_eq!(rows[0][0], "r0");
+    let blank = rows.last().unwrap();
+    assert_eq!((blank[0].as_str(), blank[1].as_str(), blank[2].as_str()), ("blank", "empty", ""));
+    assert!(rows[..100].iter().all(|r| r[1] == "ok" && (r[2] == "positive" || r[2] == "negative")));
+    let agree = rows[..100].iter().filter(|r| r[5].split(';').any(|t| t == r[2])).count();
+    assert!(agree > 70, "the two heads agree on sentiment for {agree} of 100 rows");
+
+    // JSONL output by extension.
+    let out = dir.path().join("labels.jsonl");
+    habitlens(&cache)
+        .args(["classify", input.to_str().unwrap(), "--head", sentiment.to_str().unwrap()])
+        .args(["--text-column", "text", "--output", out.to_str().unwrap()])
+        .assert()
+        .success();
+    let lines: Vec<serde_json::Value> = std::fs::read_to_string(&out)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 101);
+    assert!(lines[0]["sentiment"]["labels"][0].is_string());
+    assert!(lines[100]["sentiment"].is_null());
+
+    // A head trained on another revision of the model is refused.
+    let mut meta: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(sentiment.join("head.json")).unwrap())
+            .unwrap();
+    meta["base_model"]["revision"] = "0123456789abcdef".into();
+    std::fs::write(again.join("head.json"), meta.to_string()).unwrap();
+    habitlens(&cache)
+        .args(["classify", input.to_str().unwrap(), "--head", again.to_str().unwrap()])
+        .args(["--output", dir.path().join("x.csv").to_str().unwrap()])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("revision 0123456789abcdef"));
+    assert!(!dir.path().join("x.csv").exists());
+}
+
+#[test]
+fn bad_labelled_data_exits_2_naming_rows_and_columns() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("cache");
+    let out = dir.path().join("head");
+    let run = |csv: &[u8], extra: &[&str]| {
+        let data = common::write(dir.path(), "d.csv", csv);
+        habitlens(&cache)
+            .args(["train", data.to_str().unwrap(), "--label-column", "label"])
+            .args(["--output", out.to_str().unwrap()])
+            .args(extra)
+            .assert()
+    };
+    run(b"text,label\ngood,pos\nfine,pos\n", &[]).code(2).stderr(
+        predicate::str::contains("single label, `pos`").and(predicate::str::contains("hint:")),
+    );
+    run(b"text,label\n,pos\n ,neg\n", &[])
+        .code(2)
+        .stderr(predicate::str::contains("every one of the 2 row(s)"));
+    run(b"text,label\ngood,\nbad,\n", &[])
+        .code(2)
+        .stderr(predicate::str::contains("column `label`"));
+    run(b"text,label\ngood,pos\nbad,caf\xe9\n", &[])
+        .code(2)
+        .stderr(predicate::str::contains("row 2").and(predicate::str::contains("column `label`")));
+    run(b"text,stars\ngood,5\n", &[]).code(2).stderr(predicate::str::contains("no column `label`"));
+    run(b"text,label\ngood,pos\nbad,neg\n", &["--val-fraction", "1.5"])
+        .code(2)
+        .stderr(predicate::str::contains("--val-fraction"));
+    assert!(!out.join("head.json").exists(), "nothing written");
+}
