@@ -230,3 +230,54 @@ fn bad_labelled_data_exits_2_naming_rows_and_columns() {
         .stderr(predicate::str::contains("--val-fraction"));
     assert!(!out.join("head.json").exists(), "nothing written");
 }
+
+#[test]
+fn analyze_runs_the_shipped_sentiment_head_and_crosses_it_with_the_taxonomy() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("cache");
+    let input = common::repo_root().join("examples/reviews.csv");
+    let out = dir.path().join("out");
+    habitlens(&cache)
+        .args(["analyze", input.to_str().unwrap(), "--text-column", "review", "--id-column", "id"])
+        .args(["--output-dir", out.to_str().unwrap()])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("sentiment: negative"));
+    let (header, rows) = common::read_csv(&out.join("rows.csv"));
+    assert_eq!(rows.len(), 40);
+    let col = header.iter().position(|h| h == "sentiment").expect("a sentiment column");
+    let label = |id: &str| rows.iter().find(|r| r[0] == id).unwrap()[col].clone();
+    assert_eq!(label("r004"), "negative", "crushed package, no answer from support");
+    assert_eq!(label("r014"), "", "an empty row has no sentiment");
+
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap();
+    let head = &summary["heads"][0];
+    assert_eq!(head["name"], "sentiment");
+    assert_eq!(head["texts"], 38);
+    let by_label = head["by_label"].as_array().unwrap();
+    let need =
+        by_label.iter().find(|r| r["group"] == "needs" && r["texts"].as_u64() > Some(0)).unwrap();
+    let shares =
+        need["shares"]["negative"].as_f64().unwrap() + need["shares"]["positive"].as_f64().unwrap();
+    assert!((shares - 1.0).abs() < 1e-9, "every text of a need has one sentiment: {need}");
+
+    // Heads alone; the shipped head given twice is refused.
+    let alone = dir.path().join("alone");
+    let sentiment = common::repo_root().join("models/sentiment");
+    habitlens(&cache)
+        .args(["analyze", input.to_str().unwrap(), "--text-column", "review", "--no-taxonomy"])
+        .args(["--no-sentiment", "--head", sentiment.to_str().unwrap()])
+        .args(["--output-dir", alone.to_str().unwrap()])
+        .assert()
+        .success();
+    let (header, rows) = common::read_csv(&alone.join("rows.csv"));
+    assert_eq!(header, ["id", "status", "sentiment", "sentiment_probability"]);
+    assert_eq!(rows.len(), 40);
+    habitlens(&cache)
+        .args(["analyze", input.to_str().unwrap(), "--text-column", "review"])
+        .args(["--head", sentiment.to_str().unwrap(), "--output-dir", alone.to_str().unwrap()])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("two heads are called `sentiment`"));
+}
