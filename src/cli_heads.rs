@@ -75,8 +75,8 @@ pub struct TrainArgs {
     /// AdamW learning rate.
     #[arg(long, value_name = "X", default_value_t = 1e-3, help_heading = "Training")]
     pub lr: f64,
-    /// AdamW decoupled weight decay.
-    #[arg(long, value_name = "X", default_value_t = 1e-2, help_heading = "Training")]
+    /// AdamW decoupled weight decay (each step shrinks the weights by `lr × weight-decay`).
+    #[arg(long, value_name = "X", default_value_t = 1.0, help_heading = "Training")]
     pub weight_decay: f64,
     /// Rows per optimiser step.
     #[arg(long, value_name = "N", default_value_t = 64, help_heading = "Training")]
@@ -89,6 +89,13 @@ pub struct TrainArgs {
     /// the same head, bit for bit.
     #[arg(long, value_name = "S", default_value_t = 42, help_heading = "Training")]
     pub seed: u64,
+    /// Keep the weights of the early-stopped run instead of training again on every row.
+    ///
+    /// By default, once early stopping has picked the number of epochs, the head is trained
+    /// again on the training and validation rows together for that many epochs; thresholds and
+    /// the validation figures come from the first run.
+    #[arg(long, help_heading = "Training")]
+    pub no_refit: bool,
     /// Feed embeddings to the head as they are, without per-feature standardisation.
     #[arg(long, help_heading = "Training")]
     pub no_standardize: bool,

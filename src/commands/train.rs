@@ -184,6 +184,7 @@ pub(super) fn run(args: &TrainArgs, ui: Ui) -> anyhow::Result<()> {
         mlp: mlp.clone(),
         val_fraction: args.val_fraction,
         balanced: args.class_weights == Some(ClassWeights::Balanced),
+        refit: !args.no_refit,
     };
     let bar = epoch_progress(ui, args.epochs);
     let mut on_epoch = |e: &EpochReport| {
@@ -221,6 +222,7 @@ pub(super) fn run(args: &TrainArgs, ui: Ui) -> anyhow::Result<()> {
             class_weights: options.balanced.then(|| "balanced".to_string()),
             epochs_run: fitted.epochs_run,
             best_epoch: fitted.best_epoch,
+            refit: fitted.refitted,
             seconds: fitted.seconds,
         },
         validation: fitted.validation.clone(),
@@ -256,12 +258,13 @@ pub(super) fn run(args: &TrainArgs, ui: Ui) -> anyhow::Result<()> {
         args.seed
     );
     println!(
-        "embedding: {:.1} s{}; training: {:.2} s, {} epochs, kept epoch {}",
+        "embedding: {:.1} s{}; training: {:.2} s, {} epochs, kept epoch {}{}",
         embed_seconds,
         if embedded.from_cache { " (from the cache)" } else { "" },
         fitted.seconds,
         fitted.epochs_run,
-        fitted.best_epoch
+        fitted.best_epoch,
+        if fitted.refitted { ", then refitted on every row" } else { "" }
     );
     match &m.validation {
         Some(v) => match kind {

@@ -65,6 +65,9 @@ pub struct TrainingSettings {
     pub epochs_run: usize,
     /// Epoch whose weights were kept.
     pub best_epoch: usize,
+    /// Whether the head was trained again on every row for `best_epoch` epochs.
+    #[serde(default)]
+    pub refit: bool,
     /// Seconds spent training (embedding excluded).
     pub seconds: f64,
 }

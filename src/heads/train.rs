@@ -23,6 +23,10 @@ pub struct TrainOptions {
     pub val_fraction: f64,
     /// Weight rows inversely to their label's frequency.
     pub balanced: bool,
+    /// After early stopping picked the number of epochs, train again on every row (training
+    /// and validation) for that many epochs. Thresholds and validation figures still come from
+    /// the first model, which never saw the validation rows.
+    pub refit: bool,
 }
 
 /// What one epoch reports.
@@ -49,6 +53,8 @@ pub struct Fitted {
     pub epochs_run: usize,
     /// Epoch kept.
     pub best_epoch: usize,
+    /// Whether the weights come from a refit on every row.
+    pub refitted: bool,
     /// Seconds of training.
     pub seconds: f64,
 }
@@ -110,10 +116,22 @@ pub fn fit(
         }
         None => None,
     };
+    let mut mlp = trained.mlp;
+    let refitted = options.refit && val.is_some();
+    if refitted {
+        let all: Vec<usize> = (0..data.len()).collect();
+        let all_t = targets_of(&all);
+        let all_data = Data { features, width: dimension, targets: &all_t };
+        let config = MlpConfig { epochs: trained.best_epoch, ..options.mlp.clone() };
+        let objective = self::objective(data, &all, options.balanced);
+        mlp = mlp::train(&all_data, None, &objective, &config, &mut |_| {})?.mlp;
+        tracing::debug!(epochs = trained.best_epoch, rows = all.len(), "refitted on every row");
+    }
     Ok(Fitted {
         epochs_run: trained.history.len(),
         best_epoch: trained.best_epoch,
-        mlp: trained.mlp,
+        refitted,
+        mlp,
         thresholds,
         validation,
         split,
