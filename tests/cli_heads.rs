@@ -48,7 +48,8 @@ fn habitlens(cache: &Path) -> assert_cmd::Command {
     cmd
 }
 
-fn train(cache: &Path, data: &Path, out: &Path, extra: &[&str]) -> String {
+/// Runs `habitlens train` and returns its stdout and stderr.
+fn train(cache: &Path, data: &Path, out: &Path, extra: &[&str]) -> (String, String) {
     let output = habitlens(cache)
         .args(["train", data.to_str().unwrap(), "--text-column", "text", "--id-column", "id"])
         .args(["--output", out.to_str().unwrap()])
@@ -56,9 +57,8 @@ fn train(cache: &Path, data: &Path, out: &Path, extra: &[&str]) -> String {
         .assert()
         .success()
         .get_output()
-        .stdout
         .clone();
-    String::from_utf8(output).unwrap()
+    (String::from_utf8(output.stdout).unwrap(), String::from_utf8(output.stderr).unwrap())
 }
 
 #[test]
@@ -66,9 +66,15 @@ fn train_evaluate_and_classify_with_two_heads_in_one_pass() {
     let dir = tempfile::tempdir().unwrap();
     let cache = dir.path().join("cache");
     let data = write_reviews(dir.path(), "train.csv", &hu_liu(0, 100));
+    // One row without a sentiment: skipped, counted and named, not dropped silently.
+    let mut csv = std::fs::read_to_string(&data).unwrap();
+    csv.push_str("r200,the screen is fine i guess,,positive\n");
+    std::fs::write(&data, csv).unwrap();
     let sentiment = dir.path().join("sentiment");
-    let stdout = train(&cache, &data, &sentiment, &["--label-column", "sentiment", "--seed", "3"]);
-    assert!(stdout.contains("200 rows read, 200 used, 0 skipped"), "{stdout}");
+    let (stdout, stderr) =
+        train(&cache, &data, &sentiment, &["--label-column", "sentiment", "--seed", "3"]);
+    assert!(stdout.contains("201 rows read, 200 used, 1 skipped"), "{stdout}");
+    assert!(stderr.contains("empty `sentiment`: row 201"), "{stderr}");
     assert!(stdout.contains("validation: accuracy"), "{stdout}");
 
     let meta: serde_json::Value =
@@ -79,13 +85,16 @@ fn train_evaluate_and_classify_with_two_heads_in_one_pass() {
     assert_eq!(meta["labels"], serde_json::json!(["negative", "positive"]));
     assert_eq!(meta["base_model"]["id"], "sentence-transformers/all-MiniLM-L6-v2");
     assert_eq!(meta["base_model"]["dimension"], 384);
-    assert_eq!(meta["data"]["rows"], 200);
+    assert_eq!(
+        (meta["data"]["rows"].as_u64(), meta["data"]["rows_skipped"].as_u64()),
+        (Some(201), Some(1))
+    );
     assert_eq!(meta["data"]["sha256"].as_str().unwrap().len(), 64);
     assert!(std::fs::metadata(sentiment.join("head.safetensors")).unwrap().len() < 10_000);
 
     // Same seed, same bytes; the second run reads the embedding cache.
     let again = dir.path().join("again");
-    let stdout = train(&cache, &data, &again, &["--label-column", "sentiment", "--seed", "3"]);
+    let (stdout, _) = train(&cache, &data, &again, &["--label-column", "sentiment", "--seed", "3"]);
     assert!(stdout.contains("from the cache"), "{stdout}");
     assert_eq!(
         std::fs::read(sentiment.join("head.safetensors")).unwrap(),
