@@ -39,11 +39,12 @@ pub(super) fn read_labelled(input: &InputArgs, label_column: &str) -> anyhow::Re
             .cloned()
             .unwrap_or("text".into()),
     };
+    let source = Source::from_arg(&input.input);
     let mut hasher = Sha256::new();
     let mut rows = Vec::new();
     for record in reader {
         let record = record?;
-        if matches!(Source::from_arg(&input.input), Source::Stdin) {
+        if source == Source::Stdin {
             hasher.update(record.text.as_bytes());
             hasher.update(b"\x1f");
             hasher.update(record.extra[0].as_bytes());
@@ -51,8 +52,8 @@ pub(super) fn read_labelled(input: &InputArgs, label_column: &str) -> anyhow::Re
         }
         rows.push(RawRow { row: record.row, text: record.text, cell: record.extra[0].clone() });
     }
-    if let Source::File(path) = Source::from_arg(&input.input) {
-        let mut f = std::fs::File::open(&path).with_context(|| format!("reading `{file}`"))?;
+    if let Source::File(path) = &source {
+        let mut f = std::fs::File::open(path).with_context(|| format!("reading `{file}`"))?;
         let mut buf = vec![0u8; 1 << 16];
         loop {
             let n = f.read(&mut buf).with_context(|| format!("reading `{file}`"))?;
