@@ -4,6 +4,8 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
+pub mod purchase;
+
 use crate::input::{Format, TextEncoding};
 use crate::model::DEFAULT_MODEL;
 
@@ -48,6 +50,8 @@ pub enum Command {
     Embed(EmbedArgs),
     /// Find habits and needs in a dump of reviews, tickets or survey answers.
     Analyze(AnalyzeArgs),
+    /// Predict purchases (yes/no) or amounts from tabular data: train, predict, evaluate.
+    Purchase(purchase::PurchaseArgs),
 }
 
 /// Where the texts come from and how to read them.

@@ -17,8 +17,12 @@ pub mod commands;
 pub mod embed;
 pub mod finetune;
 pub mod input;
+pub mod metrics;
+pub mod mlp;
 pub mod model;
 pub mod output;
+pub mod purchase;
+pub mod rng;
 pub mod stream;
 pub mod summary;
 pub mod taxonomy;
@@ -32,6 +36,7 @@ pub fn exit_code(err: &anyhow::Error) -> u8 {
             || cause.is::<taxonomy::TaxonomyError>()
             || cause.is::<model::ModelError>()
             || cause.is::<commands::UsageError>()
+            || matches!(cause.downcast_ref(), Some(e) if purchase::PurchaseError::is_user_fault(e))
             || matches!(cause.downcast_ref(), Some(stream::StreamError::Input(_)))
     });
     if user_fault { 2 } else { 1 }

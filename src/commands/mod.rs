@@ -3,6 +3,7 @@
 
 mod analyze;
 mod embed;
+mod purchase;
 
 use anyhow::Context;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
@@ -33,6 +34,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Embed(args) => embed::run(&args, ui),
         Command::Analyze(args) => analyze::run(&args, ui),
+        Command::Purchase(args) => purchase::run(&args, ui),
     }
 }
 
