@@ -12,6 +12,7 @@ use candle_core::{DType, Device, Tensor, Var};
 use candle_nn::{VarBuilder, VarMap};
 
 use crate::model::{BertModel, ModelError, ModelFiles, ModelInfo, l2_normalize};
+use crate::rng::SplitMix;
 
 /// What went wrong while fine-tuning or exporting.
 #[derive(Debug, thiserror::Error)]
@@ -231,30 +232,6 @@ pub struct Finetuned {
     pub best_epoch: usize,
 }
 
-/// A small seeded generator (SplitMix64) for head initialisation and shuffling, so a run is
-/// reproducible from its seed alone.
-struct SplitMix(u64);
-
-impl SplitMix {
-    fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    fn uniform(&mut self) -> f32 {
-        (self.next_u64() >> 40) as f32 / (1u64 << 24) as f32
-    }
-
-    fn shuffle(&mut self, xs: &mut [usize]) {
-        for i in (1..xs.len()).rev() {
-            xs.swap(i, (self.next_u64() % (i as u64 + 1)) as usize);
-        }
-    }
-}
-
 impl TrainableEncoder {
     fn loss(
         &self,
@@ -296,7 +273,7 @@ impl TrainableEncoder {
         use candle_nn::{AdamW, Optimizer, ParamsAdamW};
 
         let dim = self.info.dimension;
-        let mut rng = SplitMix(config.seed);
+        let mut rng = SplitMix::new(config.seed);
         // Small uniform initialisation, as PyTorch's Linear does (bound 1/sqrt(fan_in)).
         let bound = 1.0 / (dim as f32).sqrt();
         let init: Vec<f32> =
