@@ -457,7 +457,7 @@ mod tests {
 
     #[test]
     fn categories_one_hot_with_unknown_and_missing_buckets() {
-        let t = table("c\nFeb\nFeb\nFeb\nMar\nMar\nMar\nMay\n\n");
+        let t = table("c\nFeb\nFeb\nFeb\nMar\nMar\nMar\nMay\n\"\"\n");
         let enc =
             Encoder::fit(&t, &[spec("c", ColumnKind::Categorical)], &[0, 1, 2, 3, 4, 5], None)
                 .unwrap();
