@@ -17,7 +17,7 @@ use crate::mlp::MlpConfig;
 use crate::output::{AtomicFile, check_writable, write_json};
 use crate::purchase::encode::TextVectors;
 use crate::purchase::importance::{Truth, permutation_importance};
-use crate::purchase::schema::{ColumnKind, ColumnSpec, Roles, Task, infer_columns};
+use crate::purchase::schema::{BinaryLabels, ColumnKind, ColumnSpec, Roles, Task, infer_columns};
 use crate::purchase::table::{Table, is_missing};
 use crate::purchase::train::{PosWeight, TrainOptions, drop_missing_targets, train};
 use crate::purchase::{BinaryMetrics, PurchaseModel, RegressionMetrics, SCHEMA_FILE, WEIGHTS_FILE};
@@ -71,7 +71,12 @@ fn run_train(args: &PurchaseTrainArgs, ui: Ui) -> anyhow::Result<()> {
         ignore: args.ignore.clone(),
     };
     let columns = infer_columns(&table, &roles)?;
-    print_schema(&table, &columns, &roles)?;
+    // A bad target fails before the schema is printed or anything is embedded.
+    let labels = match args.task {
+        Task::Classify => Some(BinaryLabels::infer(&table, target, args.positive.as_deref())?),
+        Task::Regress => None,
+    };
+    print_schema(&table, &columns, &roles, labels.as_ref())?;
 
     let text_model = args.text_column.as_ref().map(|_| args.embedding.model_or(None));
     let text = match &args.text_column {
@@ -138,6 +143,7 @@ fn run_predict(args: &PurchasePredictArgs, ui: Ui) -> anyhow::Result<()> {
         OutputFormat::Jsonl => true,
     };
     let model = PurchaseModel::load(&args.model)?;
+    check_threshold(&model, args.threshold)?;
     let table = Table::read(&args.data, None)?;
     model.check_columns(&table)?;
     let text = model_text(&model, &table, &args.embedding, ui)?;
@@ -222,6 +228,7 @@ fn run_evaluate(args: &PurchaseEvaluateArgs, ui: Ui) -> anyhow::Result<()> {
         check_writable(report)?;
     }
     let model = PurchaseModel::load(&args.model)?;
+    check_threshold(&model, args.threshold)?;
     let table = Table::read(&args.data, None)?;
     model.check_columns(&table)?;
     table.require(&model.schema.target, "the model's target")?;
@@ -292,6 +299,19 @@ fn run_evaluate(args: &PurchaseEvaluateArgs, ui: Ui) -> anyhow::Result<()> {
         )?;
     }
     Ok(())
+}
+
+/// `--threshold` applies to yes/no models only, and must be a probability.
+fn check_threshold(model: &PurchaseModel, threshold: Option<f32>) -> Result<(), UsageError> {
+    match threshold {
+        Some(_) if model.schema.task == Task::Regress => Err(UsageError(
+            "`--threshold` applies to yes/no models; this model predicts amounts".into(),
+        )),
+        Some(t) if !(0.0..=1.0).contains(&t) => {
+            Err(UsageError(format!("`--threshold` must be a probability in [0, 1], got {t}")))
+        }
+        _ => Ok(()),
+    }
 }
 
 enum OutputFormat {
@@ -384,12 +404,17 @@ fn grid<const N: usize>(header: [&str; N]) -> Grid {
     grid
 }
 
-fn print_schema(table: &Table, columns: &[ColumnSpec], roles: &Roles) -> anyhow::Result<()> {
+fn print_schema(
+    table: &Table,
+    columns: &[ColumnSpec],
+    roles: &Roles,
+    labels: Option<&BinaryLabels>,
+) -> anyhow::Result<()> {
     let mut grid = grid(["column", "role", "kind", "missing", "distinct"]);
     for (index, name) in table.headers.iter().enumerate() {
         let spec = columns.iter().find(|c| c.name == *name);
         let role = if *name == roles.target {
-            "target".to_string()
+            labels.map_or("target".to_string(), |l| format!("target (yes = `{}`)", l.positive))
         } else if roles.id.as_deref() == Some(name) {
             "id".to_string()
         } else if roles.ignore.contains(name) {
