@@ -189,6 +189,11 @@ fn bad_cells_and_targets_name_file_row_and_column() {
     run("missing.csv", &missing, &["--skip-missing-target"])
         .success()
         .stderr(predicate::str::contains("left out 1 row(s)"));
+    // Rows after a skipped one keep their row number in messages.
+    let both = missing.replacen("11,a,1", "eleven,a,1", 1);
+    run("both.csv", &both, &["--skip-missing-target"])
+        .code(2)
+        .stderr(predicate::str::contains("row 12, column `x`: `eleven`"));
     run("empty.csv", "", &[]).code(2).stderr(predicate::str::contains("is empty"));
     run("header.csv", "x,y\n", &[]).code(2).stderr(predicate::str::contains("no rows"));
 }

@@ -347,7 +347,7 @@ fn read_number(table: &Table, row: usize, index: usize) -> Result<Option<f64>, P
     }
     parse_number(cell).map(Some).ok_or_else(|| PurchaseError::NotNumeric {
         file: table.file.clone(),
-        row: row + 1,
+        row: table.row_number(row),
         column: table.headers[index].clone(),
         value: cell.clone(),
     })
@@ -361,7 +361,7 @@ fn read_bool(table: &Table, row: usize, index: usize) -> Result<Option<bool>, Pu
     }
     parse_bool(cell).map(Some).ok_or_else(|| PurchaseError::NotBoolean {
         file: table.file.clone(),
-        row: row + 1,
+        row: table.row_number(row),
         column: table.headers[index].clone(),
         value: cell.clone(),
     })

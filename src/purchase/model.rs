@@ -357,13 +357,13 @@ impl PurchaseModel {
                 if super::table::is_missing(cell) {
                     return Err(PurchaseError::MissingTarget {
                         file: table.file.clone(),
-                        row: i + 1,
+                        row: table.row_number(i),
                         column: self.schema.target.clone(),
                     });
                 }
                 labels.read(cell).ok_or_else(|| PurchaseError::UnknownTarget {
                     file: table.file.clone(),
-                    row: i + 1,
+                    row: table.row_number(i),
                     column: self.schema.target.clone(),
                     value: cell.to_string(),
                     expected: format!("`{}` nor `{}`", labels.positive, labels.negative),
@@ -391,13 +391,13 @@ pub(super) fn read_amounts(table: &Table, index: usize) -> Result<Vec<f64>, Purc
             if super::table::is_missing(cell) {
                 return Err(PurchaseError::MissingTarget {
                     file: table.file.clone(),
-                    row: i + 1,
+                    row: table.row_number(i),
                     column: table.headers[index].clone(),
                 });
             }
             super::schema::parse_number(cell).ok_or_else(|| PurchaseError::NotNumeric {
                 file: table.file.clone(),
-                row: i + 1,
+                row: table.row_number(i),
                 column: table.headers[index].clone(),
                 value: cell.to_string(),
             })

@@ -188,7 +188,7 @@ impl BinaryLabels {
             if is_missing(cell) {
                 return Err(PurchaseError::MissingTarget {
                     file: table.file.clone(),
-                    row: i + 1,
+                    row: table.row_number(i),
                     column: column.clone(),
                 });
             }

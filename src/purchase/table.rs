@@ -24,8 +24,11 @@ pub struct Table {
     pub file: String,
     /// Column names, in file order.
     pub headers: Vec<String>,
-    /// Rows of cells, each as long as `headers`; row `i` is row `i + 1` in messages.
+    /// Rows of cells, each as long as `headers`.
     pub rows: Vec<Vec<String>>,
+    /// The 1-based number in the file (header excluded) of each row, for messages: rows left
+    /// out (see [`Table::retain`]) keep the others' numbers unchanged.
+    pub row_numbers: Vec<usize>,
 }
 
 impl Table {
@@ -89,7 +92,30 @@ impl Table {
         if rows.is_empty() {
             return Err(PurchaseError::Empty { file, what: "a header but no rows" });
         }
-        Ok(Self { file, headers, rows })
+        let row_numbers = (1..=rows.len()).collect();
+        Ok(Self { file, headers, rows, row_numbers })
+    }
+
+    /// The 1-based row number in the file of row `index`.
+    pub fn row_number(&self, index: usize) -> usize {
+        self.row_numbers[index]
+    }
+
+    /// Keeps the rows for which `keep` is true; returns how many were left out.
+    pub fn retain(&mut self, mut keep: impl FnMut(&[String]) -> bool) -> usize {
+        let before = self.rows.len();
+        let mut numbers = std::mem::take(&mut self.row_numbers).into_iter();
+        let mut kept_numbers = Vec::with_capacity(before);
+        self.rows.retain(|r| {
+            let number = numbers.next().expect("one number per row");
+            let kept = keep(r);
+            if kept {
+                kept_numbers.push(number);
+            }
+            kept
+        });
+        self.row_numbers = kept_numbers;
+        before - self.rows.len()
     }
 
     /// Number of rows.
@@ -183,6 +209,13 @@ mod tests {
     fn empty_file_and_header_only_are_errors() {
         assert!(matches!(table(""), Err(PurchaseError::Empty { .. })));
         assert!(matches!(table("a,b\n"), Err(PurchaseError::Empty { .. })));
+    }
+
+    #[test]
+    fn retained_rows_keep_their_file_row_numbers() {
+        let mut t = table("a\n1\n2\n3\n").unwrap();
+        assert_eq!(t.retain(|r| r[0] != "2"), 1);
+        assert_eq!((t.len(), t.row_number(1)), (2, 3));
     }
 
     #[test]

@@ -65,12 +65,9 @@ pub struct TrainOptions {
 }
 
 /// Rows of `table` whose target is present; the others are counted, for a warning.
-pub fn drop_missing_targets(table: Table, target: usize) -> (Table, usize) {
-    let before = table.len();
-    let Table { file, headers, rows } = table;
-    let rows: Vec<Vec<String>> = rows.into_iter().filter(|r| !is_missing(&r[target])).collect();
-    let skipped = before - rows.len();
-    (Table { file, headers, rows }, skipped)
+pub fn drop_missing_targets(mut table: Table, target: usize) -> (Table, usize) {
+    let skipped = table.retain(|r| !is_missing(&r[target]));
+    (table, skipped)
 }
 
 /// Trains a model on `table` with the input columns `columns` (see
