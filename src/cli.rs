@@ -4,6 +4,8 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
+pub mod purchase;
+
 use crate::input::{Format, TextEncoding};
 use crate::model::DEFAULT_MODEL;
 
@@ -54,6 +56,8 @@ pub enum Command {
     Classify(crate::cli_heads::ClassifyArgs),
     /// Measure trained heads on labelled texts.
     Evaluate(crate::cli_heads::EvaluateArgs),
+    /// Predict purchases (yes/no) or amounts from tabular data: train, predict, evaluate.
+    Purchase(purchase::PurchaseArgs),
 }
 
 /// Where the texts come from and how to read them.

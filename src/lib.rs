@@ -23,6 +23,7 @@ pub mod metrics;
 pub mod mlp;
 pub mod model;
 pub mod output;
+pub mod purchase;
 pub mod rng;
 pub mod stream;
 pub mod summary;
@@ -38,6 +39,7 @@ pub fn exit_code(err: &anyhow::Error) -> u8 {
             || cause.is::<model::ModelError>()
             || cause.is::<commands::UsageError>()
             || cause.downcast_ref::<heads::HeadError>().is_some_and(heads::HeadError::is_user_fault)
+            || matches!(cause.downcast_ref(), Some(e) if purchase::PurchaseError::is_user_fault(e))
             || matches!(cause.downcast_ref(), Some(stream::StreamError::Input(_)))
     });
     if user_fault { 2 } else { 1 }

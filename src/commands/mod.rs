@@ -5,6 +5,7 @@ mod analyze;
 mod classify;
 mod embed;
 mod evaluate;
+mod purchase;
 mod train;
 
 use anyhow::Context;
@@ -39,6 +40,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Train(args) => train::run(&args, ui),
         Command::Classify(args) => classify::run(&args, ui),
         Command::Evaluate(args) => evaluate::run(&args, ui),
+        Command::Purchase(args) => purchase::run(&args, ui),
     }
 }
 

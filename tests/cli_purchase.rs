@@ -1,0 +1,286 @@
+//! `habitlens purchase train|predict|evaluate` run as a user would: the real binary on small CSV
+//! files written into a temporary folder.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use predicates::prelude::*;
+
+/// Sessions whose purchase depends on pages viewed and on being a returning visitor, from a
+/// fixed-seed generator so every run sees the same file.
+fn sessions(rows: usize) -> String {
+    let mut state = 12345u64;
+    let mut next = move || {
+        state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        (state >> 33) as f64 / (1u64 << 31) as f64
+    };
+    let months = ["Feb", "Mar", "May", "Nov"];
+    let mut csv = String::from("session,pages,duration,month,returning,region,bought,spent\n");
+    for i in 0..rows {
+        let pages = (next() * next() * 60.0).floor();
+        let duration = pages * 30.0 * next();
+        let month = months[(next() * 4.0) as usize];
+        let returning = next() < 0.6;
+        let region = 1 + (next() * 5.0) as usize;
+        let score = pages / 15.0
+            + if returning { 1.0 } else { -0.5 }
+            + if month == "Nov" { 1.0 } else { 0.0 };
+        let bought = next() < 1.0 / (1.0 + (-(score - 2.0) * 2.0).exp());
+        let spent = if bought { 10.0 + pages * 2.0 } else { 0.0 };
+        let returning = if returning { "TRUE" } else { "FALSE" };
+        let bought = if bought { "TRUE" } else { "FALSE" };
+        csv.push_str(&format!(
+            "s{i},{pages},{duration:.1},{month},{returning},{region},{bought},{spent:.1}\n"
+        ));
+    }
+    csv
+}
+
+fn path(p: &Path) -> &str {
+    p.to_str().expect("temporary paths are UTF-8")
+}
+
+/// Trains the yes/no model on `data` into `dir/model` for `epochs` epochs.
+fn train(dir: &Path, data: &Path, epochs: &str) -> PathBuf {
+    let model = dir.join("model");
+    common::habitlens()
+        .args(["-q", "purchase", "train", path(data), "--target", "bought"])
+        .args(["--id-column", "session", "--categorical", "region", "--ignore", "spent"])
+        .args(["--epochs", epochs, "--output", path(&model)])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("categorical (forced)"))
+        .stdout(predicate::str::contains("boolean"));
+    model
+}
+
+fn json(path: &Path) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+#[test]
+fn train_predict_evaluate_round_trip_accounts_for_every_row() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = common::write(dir.path(), "sessions.csv", sessions(600));
+    let model = train(dir.path(), &data, "40");
+    let schema = json(&model.join("schema.json"));
+    assert_eq!(schema["target"], "bought");
+    assert_eq!(schema["labels"]["positive"], "TRUE");
+    assert!(schema["threshold"].as_f64().is_some());
+    assert!(schema["features"].as_array().unwrap().iter().any(|f| f == "month=<unknown>"));
+    assert!(model.join("model.safetensors").is_file());
+
+    // Predict on new rows without the target column: one row out per row in, in order.
+    let (header, rows) = {
+        let full = sessions(650);
+        let unseen: String =
+            full.lines().take(1).chain(full.lines().skip(601)).map(|l| format!("{l}\n")).collect();
+        let no_target: String = unseen
+            .lines()
+            .map(|l| {
+                let cells: Vec<&str> = l.split(',').collect();
+                format!("{},{}\n", cells[..6].join(","), cells[7])
+            })
+            .collect();
+        let input = common::write(dir.path(), "new.csv", no_target);
+        let out = dir.path().join("predictions.csv");
+        common::habitlens()
+            .args(["purchase", "predict", path(&input), "--model", path(&model)])
+            .args(["--output", path(&out)])
+            .assert()
+            .success();
+        common::read_csv(&out)
+    };
+    assert_eq!(header, ["id", "probability", "decision"]);
+    assert_eq!(rows.len(), 50);
+    assert_eq!(rows[0][0], "s600");
+    assert_eq!(rows[49][0], "s649");
+    for row in &rows {
+        let p: f64 = row[1].parse().unwrap();
+        assert!((0.0..=1.0).contains(&p), "{row:?}");
+        assert!(row[2] == "TRUE" || row[2] == "FALSE", "{row:?}");
+    }
+
+    // JSONL output, with the target present (it is allowed and ignored).
+    let out = dir.path().join("predictions.jsonl");
+    common::habitlens()
+        .args(["purchase", "predict", path(&data), "--model", path(&model)])
+        .args(["--output", path(&out)])
+        .assert()
+        .success();
+    let lines: Vec<serde_json::Value> = std::fs::read_to_string(&out)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 600);
+    assert_eq!(lines[0]["id"], "s0");
+
+    // Evaluate with a report and permutation importance.
+    let report = dir.path().join("report.json");
+    common::habitlens()
+        .args(["purchase", "evaluate", path(&data), "--model", path(&model), "--importance"])
+        .args(["--report", path(&report), "--repeats", "2"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("roc_auc"))
+        .stdout(predicate::str::contains("permutation importance"));
+    let report = json(&report);
+    for key in ["accuracy", "precision", "recall", "f1", "roc_auc", "pr_auc", "brier", "threshold"]
+    {
+        assert!(report[key].as_f64().is_some(), "{key} in {report}");
+    }
+    assert!(report["roc_auc"].as_f64().unwrap() > 0.75, "{report}");
+    let importance = report["importance"]["columns"].as_array().unwrap();
+    assert_eq!(importance.len(), 5, "one entry per input column");
+    assert_eq!(importance[0]["column"], "pages", "{importance:?}");
+}
+
+#[test]
+fn predict_refuses_other_columns_naming_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = common::write(dir.path(), "sessions.csv", sessions(200));
+    let model = train(dir.path(), &data, "3");
+    let other = common::write(
+        dir.path(),
+        "other.csv",
+        "session,pages,duration,returning,region,browser\ns1,3,20,TRUE,2,7\n",
+    );
+    common::habitlens()
+        .args(["purchase", "predict", path(&other), "--model", path(&model)])
+        .args(["--output", path(&dir.path().join("p.csv"))])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("missing `month`"))
+        .stderr(predicate::str::contains("unexpected `browser`"));
+    assert!(!dir.path().join("p.csv").exists());
+}
+
+#[test]
+fn bad_cells_and_targets_name_file_row_and_column() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |name: &str, contents: &str, extra: &[&str]| {
+        let data = common::write(dir.path(), name, contents);
+        let mut cmd = common::habitlens();
+        cmd.args(["-q", "purchase", "train", path(&data), "--target", "y"])
+            .args(["--epochs", "2", "--output", path(&dir.path().join("m"))])
+            .args(extra);
+        cmd.assert()
+    };
+    let mut rows = String::from("x,c,y\n");
+    for i in 0..30 {
+        rows.push_str(&format!("{i},a,{}\n", i % 2));
+    }
+    let bad = rows.replacen("7,a,1", "seven,a,1", 1);
+    run("bad.csv", &bad, &[])
+        .code(2)
+        .stderr(predicate::str::contains("bad.csv`, row 8, column `x`: `seven` is not a number"));
+    run("short.csv", &rows.replacen("7,a,1", "7,a", 1), &[])
+        .code(2)
+        .stderr(predicate::str::contains("row 8").and(predicate::str::contains("found 2")));
+    run("one.csv", &rows.replace(",0\n", ",1\n"), &[])
+        .code(2)
+        .stderr(predicate::str::contains("has one value only (`1`)"));
+    let missing = rows.replacen("7,a,1", "7,a,", 1);
+    run("missing.csv", &missing, &[])
+        .code(2)
+        .stderr(predicate::str::contains("row 8, column `y`: the target is missing"));
+    run("missing.csv", &missing, &["--skip-missing-target"])
+        .success()
+        .stderr(predicate::str::contains("left out 1 row(s)"));
+    // Rows after a skipped one keep their row number in messages.
+    let both = missing.replacen("11,a,1", "eleven,a,1", 1);
+    run("both.csv", &both, &["--skip-missing-target"])
+        .code(2)
+        .stderr(predicate::str::contains("row 12, column `x`: `eleven`"));
+    run("empty.csv", "", &[]).code(2).stderr(predicate::str::contains("is empty"));
+    run("header.csv", "x,y\n", &[]).code(2).stderr(predicate::str::contains("no rows"));
+}
+
+#[test]
+fn same_seed_gives_identical_weights() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = common::write(dir.path(), "sessions.csv", sessions(300));
+    let weights = |seed: &str, name: &str| {
+        let out = dir.path().join(name);
+        common::habitlens()
+            .args(["-q", "purchase", "train", path(&data), "--target", "bought"])
+            .args(["--epochs", "5", "--seed", seed, "--output", path(&out)])
+            .assert()
+            .success();
+        std::fs::read(out.join("model.safetensors")).unwrap()
+    };
+    let a = weights("7", "a");
+    assert_eq!(a, weights("7", "b"), "same seed, same bytes");
+    assert_ne!(a, weights("8", "c"), "another seed, other weights");
+}
+
+#[test]
+fn regression_predicts_amounts() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = common::write(dir.path(), "sessions.csv", sessions(400));
+    let model = dir.path().join("m");
+    common::habitlens()
+        .args(["-q", "purchase", "train", path(&data), "--target", "spent", "--task", "regress"])
+        .args(["--ignore", "bought", "--id-column", "session", "--epochs", "60"])
+        .args(["--output", path(&model)])
+        .assert()
+        .success();
+    let report = dir.path().join("r.json");
+    common::habitlens()
+        .args(["purchase", "evaluate", path(&data), "--model", path(&model)])
+        .args(["--report", path(&report)])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("rmse"));
+    let report = json(&report);
+    for key in ["mse", "rmse", "mae", "r2"] {
+        assert!(report[key].as_f64().is_some(), "{key} in {report}");
+    }
+    assert!(report["r2"].as_f64().unwrap() > 0.2, "{report}");
+    let out = dir.path().join("p.csv");
+    common::habitlens()
+        .args(["purchase", "predict", path(&data), "--model", path(&model)])
+        .args(["--output", path(&out)])
+        .assert()
+        .success();
+    let (header, rows) = common::read_csv(&out);
+    assert_eq!((header.len(), rows.len()), (2, 400));
+    assert_eq!(header, ["id", "amount"]);
+}
+
+#[test]
+fn text_column_is_embedded_and_joined() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut csv = String::from("age,review,recommended\n");
+    let good = ["love it, fits perfectly", "great quality, would buy again", "beautiful and soft"];
+    let bad =
+        ["fell apart after one wash", "runs tiny, returning it", "cheap fabric, disappointed"];
+    for i in 0..48 {
+        let (text, y) = if i % 2 == 0 { (good[i % 3], 1) } else { (bad[i % 3], 0) };
+        let text = if i == 5 { "" } else { text };
+        csv.push_str(&format!("{},\"{text}\",{y}\n", 20 + i));
+    }
+    let data = common::write(dir.path(), "reviews.csv", csv);
+    let model = dir.path().join("m");
+    common::habitlens()
+        .args(["-q", "purchase", "train", path(&data), "--target", "recommended"])
+        .args(["--text-column", "review", "--epochs", "30", "--lr", "0.01"])
+        .args(["--output", path(&model)])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("text (forced)"))
+        .stderr(
+            predicate::str::contains("1 row(s)").and(predicate::str::contains("empty `review`")),
+        );
+    let schema = json(&model.join("schema.json"));
+    assert_eq!(schema["features"].as_array().unwrap().len(), 1 + 384 + 1);
+    let report = dir.path().join("r.json");
+    common::habitlens()
+        .args(["purchase", "evaluate", path(&data), "--model", path(&model)])
+        .args(["--report", path(&report)])
+        .assert()
+        .success();
+    assert!(json(&report)["roc_auc"].as_f64().unwrap() > 0.9);
+}
