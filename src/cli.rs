@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
+pub mod heads;
 pub mod purchase;
 
 use crate::input::{Format, TextEncoding};
@@ -51,11 +52,11 @@ pub enum Command {
     /// Find habits and needs in a dump of reviews, tickets or survey answers.
     Analyze(AnalyzeArgs),
     /// Train a classifier head on labelled texts.
-    Train(crate::cli_heads::TrainArgs),
+    Train(heads::TrainArgs),
     /// Label texts with one or more trained heads.
-    Classify(crate::cli_heads::ClassifyArgs),
+    Classify(heads::ClassifyArgs),
     /// Measure trained heads on labelled texts.
-    Evaluate(crate::cli_heads::EvaluateArgs),
+    Evaluate(heads::EvaluateArgs),
     /// Predict purchases (yes/no) or amounts from tabular data: train, predict, evaluate.
     Purchase(purchase::PurchaseArgs),
 }

@@ -13,7 +13,6 @@
 #![warn(missing_docs)]
 
 pub mod cli;
-pub mod cli_heads;
 pub mod commands;
 pub mod embed;
 pub mod finetune;

@@ -7,7 +7,7 @@ use anyhow::Context;
 use serde_json::{Map, Value, json};
 
 use super::{Ui, UsageError, load_embedder, open_input, text_progress, warn_truncated};
-use crate::cli_heads::ClassifyArgs;
+use crate::cli::heads::ClassifyArgs;
 use crate::heads::{Head, load_all};
 use crate::output::AtomicFile;
 use crate::stream::EmbeddedWindows;

@@ -10,7 +10,7 @@ use serde::Serialize;
 
 use super::train::{cache_from_args, read_labelled};
 use super::{Ui, load_embedder, text_progress, warn_truncated};
-use crate::cli_heads::EvaluateArgs;
+use crate::cli::heads::EvaluateArgs;
 use crate::heads::cache::embed_cached;
 use crate::heads::labels::{TaskKind, list_rows, partition};
 use crate::heads::train::argmax;

@@ -9,7 +9,7 @@ use sha2::{Digest, Sha256};
 
 use super::{Ui, UsageError, load_embedder, open_input, text_progress, warn_truncated};
 use crate::cli::InputArgs;
-use crate::cli_heads::{CacheArgs, ClassWeights, TrainArgs};
+use crate::cli::heads::{CacheArgs, ClassWeights, TrainArgs};
 use crate::heads::cache::{EmbeddingCache, embed_cached, hex};
 use crate::heads::format::{BaseModel, DataSeen, HeadMeta, TrainingSettings};
 use crate::heads::labels::{LabelledData, RawRow, TaskKind};
