@@ -268,16 +268,7 @@ impl Mlp {
             path: path.to_path_buf(),
             source,
         };
-        let dir = match path.parent() {
-            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-            _ => PathBuf::from("."),
-        };
-        std::fs::create_dir_all(&dir).map_err(|e| write_err(e.into()))?;
-        let tmp = tempfile::Builder::new()
-            .prefix(".habitlens-")
-            .suffix(".tmp")
-            .tempfile_in(&dir)
-            .map_err(|e| write_err(e.into()))?;
+        let tmp = crate::output::temp_beside(path).map_err(|e| write_err(e.into()))?;
         candle_core::safetensors::save(&tensors, tmp.path()).map_err(|e| write_err(e.into()))?;
         tmp.persist(path).map_err(|e| write_err(e.error.into()))?;
         Ok(())

@@ -28,6 +28,30 @@ pub enum OutputError {
     },
 }
 
+/// Creates a hidden temporary file in the folder of `dest` (creating the folder if needed), to
+/// be renamed over `dest` once complete.
+///
+/// On Unix it gets the permissions of an ordinary new file (`0666` less the umask) rather than
+/// the owner-only mode of a temporary file, so results can be shared like any other file.
+///
+/// # Errors
+/// Fails when the folder cannot be created or written.
+pub fn temp_beside(dest: &Path) -> std::io::Result<NamedTempFile> {
+    let dir = match dest.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    std::fs::create_dir_all(&dir)?;
+    let mut builder = tempfile::Builder::new();
+    builder.prefix(".habitlens-").suffix(".tmp");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        builder.permissions(std::fs::Permissions::from_mode(0o666));
+    }
+    builder.tempfile_in(&dir)
+}
+
 /// A file being written under a temporary name; [`AtomicFile::commit`] renames it into place.
 /// Dropped without a commit, the temporary file is removed.
 pub struct AtomicFile {
@@ -41,17 +65,8 @@ impl AtomicFile {
     /// # Errors
     /// Fails when the folder cannot be created or written.
     pub fn create(dest: &Path) -> Result<Self, OutputError> {
-        let io_err = |source| OutputError::Io { path: dest.to_path_buf(), source };
-        let dir = match dest.parent() {
-            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-            _ => PathBuf::from("."),
-        };
-        std::fs::create_dir_all(&dir).map_err(io_err)?;
-        let tmp = tempfile::Builder::new()
-            .prefix(".habitlens-")
-            .suffix(".tmp")
-            .tempfile_in(&dir)
-            .map_err(io_err)?;
+        let tmp = temp_beside(dest)
+            .map_err(|source| OutputError::Io { path: dest.to_path_buf(), source })?;
         Ok(Self { writer: BufWriter::with_capacity(1 << 16, tmp), dest: dest.to_path_buf() })
     }
 
@@ -233,6 +248,21 @@ pub fn check_writable(path: &Path) -> Result<(), OutputError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[cfg(unix)]
+    #[test]
+    fn committed_files_get_the_mode_of_an_ordinary_new_file() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let plain = dir.path().join("plain.txt");
+        std::fs::write(&plain, "x").unwrap();
+        let atomic = dir.path().join("atomic.txt");
+        let mut file = AtomicFile::create(&atomic).unwrap();
+        file.write_all(b"x").unwrap();
+        file.commit().unwrap();
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&atomic), mode(&plain));
+    }
 
     #[test]
     fn npy_round_trips_through_candle() {
