@@ -209,6 +209,26 @@ pub struct Mlp {
 }
 
 impl Mlp {
+    /// A linear model `y = x Wᵀ + b` without standardisation, from `weight` (outputs × inputs,
+    /// row-major) and `bias` (one per output).
+    ///
+    /// # Errors
+    /// Fails when `weight` is not `bias.len()` whole rows.
+    pub fn linear(weight: Vec<f32>, bias: Vec<f32>) -> Result<Self, MlpError> {
+        let outputs = bias.len();
+        if outputs == 0 || weight.is_empty() || !weight.len().is_multiple_of(outputs) {
+            return Err(MlpError::Shape {
+                what: "weights of a linear model".into(),
+                expected: outputs,
+                got: weight.len(),
+            });
+        }
+        let inputs = weight.len() / outputs;
+        let weight = Tensor::from_vec(weight, (outputs, inputs), &Device::Cpu)?;
+        let bias = Tensor::from_vec(bias, outputs, &Device::Cpu)?;
+        Ok(Self { scaling: None, layers: vec![Dense { weight, bias }] })
+    }
+
     /// Features per row.
     pub fn inputs(&self) -> usize {
         self.layers[0].weight.dims2().map_or(0, |(_, i)| i)

@@ -56,31 +56,40 @@ pub struct TrainArgs {
     #[arg(long, value_name = "SEP", default_value = DEFAULT_SEPARATOR, help_heading = "Labels")]
     pub label_separator: String,
     /// Weight rows against skewed labels.
-    #[arg(long, value_enum, value_name = "MODE", help_heading = "Labels")]
+    #[arg(
+        long,
+        value_enum,
+        value_name = "MODE",
+        help_heading = "Labels",
+        conflicts_with = "fine_tune"
+    )]
     pub class_weights: Option<ClassWeights>,
 
     /// Width of one hidden layer (ReLU, with `--dropout`); a linear head when not given.
-    #[arg(long, value_name = "N", help_heading = "Training")]
+    #[arg(long, value_name = "N", help_heading = "Training", conflicts_with = "fine_tune")]
     pub hidden: Option<usize>,
     /// Dropout on the hidden layer during training.
     #[arg(long, value_name = "P", default_value_t = 0.1, help_heading = "Training")]
     pub dropout: f32,
     /// Most passes over the training rows; training stops earlier when the validation loss
-    /// stops falling (see `--patience`).
-    #[arg(long, value_name = "N", default_value_t = 200, help_heading = "Training")]
-    pub epochs: usize,
-    /// Epochs without a lower validation loss before stopping.
-    #[arg(long, value_name = "N", default_value_t = 10, help_heading = "Training")]
-    pub patience: usize,
-    /// AdamW learning rate.
-    #[arg(long, value_name = "X", default_value_t = 1e-3, help_heading = "Training")]
-    pub lr: f64,
+    /// stops falling (see `--patience`). Default: 200, or 3 with `--fine-tune`.
+    #[arg(long, value_name = "N", help_heading = "Training")]
+    pub epochs: Option<usize>,
+    /// Epochs without a lower validation loss before stopping. Default: 10, or 2 with
+    /// `--fine-tune`.
+    #[arg(long, value_name = "N", help_heading = "Training")]
+    pub patience: Option<usize>,
+    /// AdamW learning rate (with `--fine-tune`, the peak after the warm-up). Default: 1e-3,
+    /// or 5e-5 with `--fine-tune`.
+    #[arg(long, value_name = "X", help_heading = "Training")]
+    pub lr: Option<f64>,
     /// AdamW decoupled weight decay (each step shrinks the weights by `lr × weight-decay`).
-    #[arg(long, value_name = "X", default_value_t = 1.0, help_heading = "Training")]
-    pub weight_decay: f64,
-    /// Rows per optimiser step.
-    #[arg(long, value_name = "N", default_value_t = 64, help_heading = "Training")]
-    pub batch_size: usize,
+    /// Default: 1.0, or 0.01 with `--fine-tune`.
+    #[arg(long, value_name = "X", help_heading = "Training")]
+    pub weight_decay: Option<f64>,
+    /// Rows per optimiser step. Default: 64, or 16 with `--fine-tune`.
+    #[arg(long, value_name = "N", help_heading = "Training")]
+    pub batch_size: Option<usize>,
     /// Share of rows held out, stratified by label, for early stopping, thresholds and the
     /// validation figures; 0 trains on every row for `--epochs` epochs.
     #[arg(long, value_name = "F", default_value_t = 0.15, help_heading = "Training")]
@@ -94,10 +103,10 @@ pub struct TrainArgs {
     /// By default, once early stopping has picked the number of epochs, the head is trained
     /// again on the training and validation rows together for that many epochs; thresholds and
     /// the validation figures come from the first run.
-    #[arg(long, help_heading = "Training")]
+    #[arg(long, help_heading = "Training", conflicts_with = "fine_tune")]
     pub no_refit: bool,
     /// Feed embeddings to the head as they are, without per-feature standardisation.
-    #[arg(long, help_heading = "Training")]
+    #[arg(long, help_heading = "Training", conflicts_with = "fine_tune")]
     pub no_standardize: bool,
 
     /// Hub id (`org/name`, optionally `@revision`) or a local folder.
@@ -112,9 +121,66 @@ pub struct TrainArgs {
     /// Embedding cache options.
     #[command(flatten)]
     pub cache: CacheArgs,
+
+    /// Train the transformer itself together with a linear head, and write `--output` as a
+    /// complete sentence-transformers folder (usable as `--model DIR`) plus the head.
+    ///
+    /// Cross-entropy (binary cross-entropy with `--multi-label`), AdamW, linear warm-up then
+    /// linear decay of the learning rate, gradient clipping, validation each epoch with early
+    /// stopping; the encoder of the epoch with the lowest validation loss is kept.
+    #[arg(long, help_heading = "Fine-tuning")]
+    pub fine_tune: bool,
+    /// Longest text in tokens while fine-tuning (longer texts are cut); the model's own limit
+    /// by default. It is written into the exported folder, so the folder embeds as it trained.
+    #[arg(long, value_name = "N", requires = "fine_tune", help_heading = "Fine-tuning")]
+    pub max_seq_length: Option<usize>,
+    /// Share of the steps spent raising the learning rate linearly from 0 to `--lr`; it then
+    /// falls linearly to 0 at the last step.
+    #[arg(
+        long,
+        value_name = "F",
+        default_value_t = 0.1,
+        requires = "fine_tune",
+        help_heading = "Fine-tuning"
+    )]
+    pub warmup_fraction: f64,
+    /// Gradients are rescaled so their global L2 norm is at most this.
+    #[arg(
+        long,
+        value_name = "X",
+        default_value_t = 1.0,
+        requires = "fine_tune",
+        help_heading = "Fine-tuning"
+    )]
+    pub max_grad_norm: f64,
 }
 
 impl TrainArgs {
+    /// `--epochs`, or its default for the kind of training.
+    pub fn epochs(&self) -> usize {
+        self.epochs.unwrap_or(if self.fine_tune { 3 } else { 200 })
+    }
+
+    /// `--patience`, or its default for the kind of training.
+    pub fn patience(&self) -> usize {
+        self.patience.unwrap_or(if self.fine_tune { 2 } else { 10 })
+    }
+
+    /// `--lr`, or its default for the kind of training.
+    pub fn lr(&self) -> f64 {
+        self.lr.unwrap_or(if self.fine_tune { 5e-5 } else { 1e-3 })
+    }
+
+    /// `--weight-decay`, or its default for the kind of training.
+    pub fn weight_decay(&self) -> f64 {
+        self.weight_decay.unwrap_or(if self.fine_tune { 0.01 } else { 1.0 })
+    }
+
+    /// `--batch-size`, or its default for the kind of training.
+    pub fn batch_size(&self) -> usize {
+        self.batch_size.unwrap_or(if self.fine_tune { 16 } else { 64 })
+    }
+
     /// The model options in the form the other commands use.
     pub fn model_args(&self) -> ModelArgs {
         ModelArgs {

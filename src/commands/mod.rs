@@ -5,6 +5,7 @@ mod analyze;
 mod classify;
 mod embed;
 mod evaluate;
+mod finetune;
 mod purchase;
 mod train;
 

@@ -80,7 +80,7 @@ pub(super) fn cache_from_args(args: &CacheArgs) -> Option<EmbeddingCache> {
     dir.map(EmbeddingCache::new)
 }
 
-fn check_flags(args: &TrainArgs) -> Result<(), UsageError> {
+pub(super) fn check_flags(args: &TrainArgs) -> Result<(), UsageError> {
     let fail = |msg: String| Err(UsageError(msg));
     if !(0.0..0.9).contains(&args.val_fraction) {
         return fail(format!(
@@ -91,17 +91,37 @@ fn check_flags(args: &TrainArgs) -> Result<(), UsageError> {
     if !(0.0..1.0).contains(&args.dropout) {
         return fail(format!("`--dropout` must be at least 0 and below 1, got {}", args.dropout));
     }
-    if args.epochs == 0 || args.batch_size == 0 || args.hidden == Some(0) {
+    if args.epochs() == 0 || args.batch_size() == 0 || args.hidden == Some(0) {
         return fail("`--epochs`, `--batch-size` and `--hidden` must be at least 1".into());
     }
-    if args.lr <= 0.0 || args.weight_decay < 0.0 {
+    if args.lr() <= 0.0 || args.weight_decay() < 0.0 {
         return fail(format!(
             "`--lr` must be above 0 and `--weight-decay` at least 0, got {} and {}",
-            args.lr, args.weight_decay
+            args.lr(),
+            args.weight_decay()
         ));
     }
     if args.multi_label && args.label_separator.is_empty() {
         return fail("`--label-separator` cannot be empty".into());
+    }
+    if args.fine_tune {
+        if args.val_fraction <= 0.0 {
+            return fail(
+                "`--fine-tune` needs validation rows for early stopping: `--val-fraction` must \
+                 be above 0"
+                    .into(),
+            );
+        }
+        if !(0.0..1.0).contains(&args.warmup_fraction) || args.max_grad_norm <= 0.0 {
+            return fail(format!(
+                "`--warmup-fraction` must be at least 0 and below 1 and `--max-grad-norm` above \
+                 0, got {} and {}",
+                args.warmup_fraction, args.max_grad_norm
+            ));
+        }
+        if args.max_seq_length.is_some_and(|n| n < 3) {
+            return fail("`--max-seq-length` must be at least 3 tokens".into());
+        }
     }
     Ok(())
 }
@@ -118,9 +138,9 @@ fn epoch_progress(ui: Ui, epochs: usize) -> ProgressBar {
     bar
 }
 
-pub(super) fn run(args: &TrainArgs, ui: Ui) -> anyhow::Result<()> {
-    check_flags(args)?;
-    let name = match &args.name {
+/// `--name`, else the output folder's name, else `head`.
+pub(super) fn head_name(args: &TrainArgs) -> String {
+    match &args.name {
         Some(n) => n.clone(),
         None => args
             .output
@@ -128,7 +148,15 @@ pub(super) fn run(args: &TrainArgs, ui: Ui) -> anyhow::Result<()> {
             .map(|n| n.to_string_lossy().into_owned())
             .filter(|n| !n.is_empty() && n != "." && n != "..")
             .unwrap_or_else(|| "head".into()),
-    };
+    }
+}
+
+pub(super) fn run(args: &TrainArgs, ui: Ui) -> anyhow::Result<()> {
+    check_flags(args)?;
+    if args.fine_tune {
+        return super::finetune::run(args, ui);
+    }
+    let name = head_name(args);
     crate::output::check_writable(&args.output.join(META_FILE))?;
     let kind = if args.multi_label { TaskKind::MultiLabel } else { TaskKind::SingleLabel };
 
@@ -173,11 +201,11 @@ pub(super) fn run(args: &TrainArgs, ui: Ui) -> anyhow::Result<()> {
     let mlp = MlpConfig {
         hidden: args.hidden.into_iter().collect(),
         dropout: if args.hidden.is_some() { args.dropout } else { 0.0 },
-        epochs: args.epochs,
-        batch_size: args.batch_size,
-        lr: args.lr,
-        weight_decay: args.weight_decay,
-        patience: args.patience,
+        epochs: args.epochs(),
+        batch_size: args.batch_size(),
+        lr: args.lr(),
+        weight_decay: args.weight_decay(),
+        patience: args.patience(),
         standardize: !args.no_standardize,
         seed: args.seed,
     };
@@ -187,7 +215,7 @@ pub(super) fn run(args: &TrainArgs, ui: Ui) -> anyhow::Result<()> {
         balanced: args.class_weights == Some(ClassWeights::Balanced),
         refit: !args.no_refit,
     };
-    let bar = epoch_progress(ui, args.epochs);
+    let bar = epoch_progress(ui, args.epochs());
     let mut on_epoch = |e: &EpochReport| {
         let s = &e.stats;
         tracing::info!(
@@ -235,6 +263,7 @@ pub(super) fn run(args: &TrainArgs, ui: Ui) -> anyhow::Result<()> {
             sha256: labelled.sha256,
         },
         habitlens_version: env!("CARGO_PKG_VERSION").to_string(),
+        fine_tune: None,
     };
     let head = Head::new(meta, fitted.mlp.clone())?;
     head.save(&args.output)

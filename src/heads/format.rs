@@ -137,6 +137,27 @@ pub struct HeadMeta {
     pub data: DataSeen,
     /// habitlens version that trained it.
     pub habitlens_version: String,
+    /// How the encoder was fine-tuned, for a head whose folder is also a sentence-transformers
+    /// model (`train --fine-tune`); absent for a head on frozen embeddings.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fine_tune: Option<FineTuneRecord>,
+}
+
+/// What `train --fine-tune` did to the encoder.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FineTuneRecord {
+    /// The model the encoder started from.
+    pub from_model: BaseModel,
+    /// Longest text in tokens while training (also written to `sentence_bert_config.json`).
+    pub max_seq_length: usize,
+    /// Optimiser and schedule settings.
+    pub settings: crate::finetune::FinetuneConfig,
+    /// Per-epoch training and validation loss, and seconds.
+    pub epochs: Vec<crate::finetune::EpochReport>,
+    /// Optimiser steps run.
+    pub steps: usize,
+    /// Mean seconds per optimiser step (validation excluded).
+    pub seconds_per_step: f64,
 }
 
 impl HeadMeta {

@@ -179,7 +179,11 @@ fn objective(data: &LabelledData, train: &[usize], balanced: bool) -> Objective 
 }
 
 /// Probabilities of a model's outputs: softmax or sigmoid.
-fn probabilities(model: &Mlp, kind: TaskKind, features: &[f32]) -> Result<Vec<f32>, HeadError> {
+pub(crate) fn probabilities(
+    model: &Mlp,
+    kind: TaskKind,
+    features: &[f32],
+) -> Result<Vec<f32>, HeadError> {
     let mut out = model.forward(features)?;
     match kind {
         TaskKind::SingleLabel => mlp::softmax_in_place(&mut out, model.outputs()),
@@ -205,7 +209,7 @@ pub fn tune_thresholds(probs: &[f32], labels: usize, truth: &[f32]) -> Vec<f32> 
 }
 
 /// Validation figures of `probs` against `targets`.
-fn figures(
+pub(crate) fn figures(
     kind: TaskKind,
     probs: &[f32],
     labels: usize,

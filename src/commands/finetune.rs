@@ -1,0 +1,382 @@
+//! `habitlens train --fine-tune`: train the transformer together with a linear head and write
+//! the output folder as a complete sentence-transformers model plus the head.
+//!
+//! The rows are read and checked, and split for validation, exactly as for a head on frozen
+//! embeddings ([`crate::heads::split::stratified`] with `--val-fraction` and `--seed`). The
+//! texts are tokenized as the [`crate::embed::Embedder`] tokenizes them (no padding, truncation
+//! at `--max-seq-length` or the model's limit), [`TrainableEncoder::finetune`] trains, and the
+//! folder gets the encoder ([`TrainableEncoder::export`]), the head (`head.safetensors`, a
+//! linear [`Mlp`]; `head.json` whose `base_model` is the folder itself) and
+//! [`CHECK_FILE`]: embeddings of a few validation texts as the training run computed them, so
+//! anyone can check that loading the folder reproduces them.
+
+use std::cell::Cell;
+use std::path::Path;
+use std::time::Instant;
+
+use anyhow::Context;
+use candle_core::{DType, Device};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use serde::Serialize;
+use tokenizers::{Tokenizer, TruncationParams};
+
+use super::train::{head_name, read_labelled};
+use super::{Ui, UsageError, warn_truncated};
+use crate::cli::heads::TrainArgs;
+use crate::finetune::{EpochReport, FinetuneConfig, Targets, TrainableEncoder};
+use crate::heads::format::{BaseModel, DataSeen, FineTuneRecord, HeadMeta, TrainingSettings};
+use crate::heads::labels::{LabelledData, TaskKind};
+use crate::heads::split::stratified;
+use crate::heads::train::{figures, probabilities, tune_thresholds};
+use crate::heads::{FORMAT_VERSION, Head, META_FILE};
+use crate::mlp::{self, Mlp, MlpConfig};
+use crate::model::{ModelFiles, ModelInfo, ModelSource, ModelSpec};
+
+/// File of the output folder holding embeddings of a few validation texts as the training run
+/// computed them.
+pub const CHECK_FILE: &str = "fine_tune_check.json";
+
+/// Validation texts whose embeddings go into [`CHECK_FILE`].
+const CHECK_TEXTS: usize = 4;
+
+#[derive(Serialize)]
+struct CheckFile<'a> {
+    /// What the file is for.
+    about: &'static str,
+    texts: Vec<&'a str>,
+    embeddings: Vec<&'a [f32]>,
+}
+
+/// Whether two paths name the same existing folder.
+fn same_folder(a: &Path, b: &Path) -> bool {
+    match (a.canonicalize(), b.canonicalize()) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => false,
+    }
+}
+
+/// Embeddings of `ids` by the trained encoder, without gradients, rows × dimension.
+fn embed_ids(encoder: &TrainableEncoder, ids: &[Vec<u32>]) -> anyhow::Result<Vec<f32>> {
+    let mut out = Vec::with_capacity(ids.len() * encoder.info().dimension);
+    for batch in ids.chunks(32) {
+        let batch: Vec<&[u32]> = batch.iter().map(Vec::as_slice).collect();
+        let pooled = encoder.forward(&batch)?.detach().to_dtype(DType::F32)?;
+        out.extend(pooled.flatten_all()?.to_vec1::<f32>()?);
+    }
+    Ok(out)
+}
+
+fn step_progress(ui: Ui, texts: usize) -> ProgressBar {
+    if !ui.progress {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::with_draw_target(Some(texts as u64), ProgressDrawTarget::stderr());
+    bar.set_style(
+        ProgressStyle::with_template(
+            "fine-tuning {bar:30} {pos}/{len} texts, {msg} {elapsed} (eta {eta})",
+        )
+        .expect("the progress template is valid"),
+    );
+    bar.set_message("epoch 1");
+    bar
+}
+
+/// Writes `max_seq_length` into the folder's `sentence_bert_config.json`, keeping its other
+/// settings.
+fn record_max_seq_length(dir: &Path, max_seq_length: usize) -> anyhow::Result<()> {
+    let path = dir.join("sentence_bert_config.json");
+    let mut config = match std::fs::read_to_string(&path) {
+        Ok(text) => {
+            serde_json::from_str(&text).with_context(|| format!("reading `{}`", path.display()))?
+        }
+        Err(_) => serde_json::json!({}),
+    };
+    if let Some(object) = config.as_object_mut() {
+        object.insert("max_seq_length".into(), max_seq_length.into());
+    }
+    crate::output::write_json(&path, &config)?;
+    Ok(())
+}
+
+pub(super) fn run(args: &TrainArgs, ui: Ui) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let name = head_name(args);
+    crate::output::check_writable(&args.output.join(META_FILE))?;
+    let kind = if args.multi_label { TaskKind::MultiLabel } else { TaskKind::SingleLabel };
+
+    // Read and check the data before loading the model.
+    let labelled = read_labelled(&args.input, &args.label_column)?;
+    let total = labelled.rows.len();
+    let data = LabelledData::check(
+        labelled.rows,
+        kind,
+        &args.label_separator,
+        &labelled.file,
+        &args.label_column,
+    )?;
+    for msg in data.skip_messages(&labelled.file, &labelled.text_column, &args.label_column) {
+        tracing::warn!("{msg}");
+    }
+    for msg in &data.warnings {
+        tracing::warn!("{msg}");
+    }
+    let labels = data.labels.len();
+
+    // The model to start from; the output folder must not be it (export copies its files).
+    let spec = ModelSpec::parse(&args.model)?;
+    if let ModelSpec::Local(dir) = &spec
+        && same_folder(dir, &args.output)
+    {
+        return Err(UsageError(format!(
+            "`--output {}` is the model being fine-tuned: write the fine-tuned model to another \
+             folder",
+            args.output.display()
+        ))
+        .into());
+    }
+    let files = ModelFiles::resolve(&ModelSource::new(spec)?)
+        .with_context(|| format!("loading model `{}`", args.model))?;
+    let max_seq_length = args
+        .max_seq_length
+        .unwrap_or(files.info.max_seq_length)
+        .min(files.config.max_position_embeddings);
+
+    // Tokenize as the embedder does: no padding, truncation at the limit.
+    let tokenizer_err =
+        |e| anyhow::anyhow!("cannot load tokenizer `{}`: {e}", files.tokenizer.display());
+    let mut tokenizer = Tokenizer::from_file(&files.tokenizer).map_err(tokenizer_err)?;
+    tokenizer.with_padding(None);
+    tokenizer
+        .with_truncation(Some(TruncationParams {
+            max_length: max_seq_length,
+            ..TruncationParams::default()
+        }))
+        .map_err(tokenizer_err)?;
+    let texts: Vec<&str> = data.texts.iter().map(String::as_str).collect();
+    let encodings = tokenizer
+        .encode_batch(texts, true)
+        .map_err(|e| anyhow::anyhow!("cannot tokenize the training texts: {e}"))?;
+    let truncated = encodings.iter().filter(|e| !e.get_overflowing().is_empty()).count();
+    warn_truncated(truncated, max_seq_length);
+    let ids: Vec<Vec<u32>> = encodings.iter().map(|e| e.get_ids().to_vec()).collect();
+    drop(encodings);
+
+    // The same split as a head on frozen embeddings.
+    let split = stratified(&data.targets, labels, args.val_fraction, args.seed);
+    let ids_of = |idx: &[usize]| -> Vec<Vec<u32>> { idx.iter().map(|&i| ids[i].clone()).collect() };
+    let targets_of = |idx: &[usize]| match kind {
+        TaskKind::SingleLabel => Targets::Single(idx.iter().map(|&i| data.targets[i][0]).collect()),
+        TaskKind::MultiLabel => Targets::Multi(data.target_matrix(idx)),
+    };
+    let (train_ids, val_ids) = (ids_of(&split.train), ids_of(&split.val));
+    let (train_t, val_t) = (targets_of(&split.train), targets_of(&split.val));
+
+    let config = FinetuneConfig {
+        epochs: args.epochs(),
+        lr: args.lr(),
+        warmup_fraction: args.warmup_fraction,
+        weight_decay: args.weight_decay(),
+        batch_size: args.batch_size(),
+        max_grad_norm: args.max_grad_norm,
+        patience: args.patience(),
+        seed: args.seed,
+    };
+    let device = Device::Cpu;
+    let encoder = TrainableEncoder::load(&files, &device)
+        .with_context(|| format!("loading model `{}` for training", args.model))?;
+    tracing::info!(
+        train = train_ids.len(),
+        val = val_ids.len(),
+        labels,
+        max_seq_length,
+        ?config,
+        "fine-tuning"
+    );
+
+    // Progress, per-epoch figures, and the time of the optimiser steps alone.
+    let bar = step_progress(ui, train_ids.len() * config.epochs);
+    let last = Cell::new(Instant::now());
+    let step_seconds = Cell::new(0.0f64);
+    let steps = Cell::new(0usize);
+    let progress_bar = bar.clone();
+    let mut progress = |n: usize| {
+        step_seconds.set(step_seconds.get() + last.get().elapsed().as_secs_f64());
+        steps.set(steps.get() + 1);
+        last.set(Instant::now());
+        progress_bar.inc(n as u64);
+    };
+    let epoch_bar = bar.clone();
+    let mut on_epoch = |e: &EpochReport| {
+        last.set(Instant::now());
+        tracing::info!(
+            epoch = e.epoch,
+            train_loss = format!("{:.4}", e.train_loss),
+            val_loss = format!("{:.4}", e.val_loss),
+            seconds = format!("{:.1}", e.seconds),
+            "epoch"
+        );
+        if ui.progress {
+            epoch_bar.suspend(|| {
+                eprintln!(
+                    "epoch {}/{}: train loss {:.4}, validation loss {:.4}, {:.1} s",
+                    e.epoch, config.epochs, e.train_loss, e.val_loss, e.seconds
+                );
+            });
+            epoch_bar.set_message(format!("epoch {}", e.epoch + 1));
+        }
+    };
+    let tuned = encoder
+        .finetune(
+            (&train_ids, &train_t),
+            (&val_ids, &val_t),
+            labels,
+            &config,
+            &mut progress,
+            &mut on_epoch,
+        )
+        .context("fine-tuning the encoder")?;
+    bar.finish_and_clear();
+    let (steps, step_seconds) = (steps.get(), step_seconds.get());
+    let train_seconds = tuned.epochs.iter().map(|e| e.seconds).sum::<f64>();
+
+    // Validation figures and thresholds, from the kept encoder and head.
+    let val_embeddings = embed_ids(&tuned.encoder, &val_ids)?;
+    let head_mlp = Mlp::linear(tuned.head_weight.clone(), tuned.head_bias.clone())?;
+    let probs = probabilities(&head_mlp, kind, &val_embeddings)?;
+    let thresholds = match kind {
+        TaskKind::SingleLabel => vec![],
+        TaskKind::MultiLabel => tune_thresholds(&probs, labels, &data.target_matrix(&split.val)),
+    };
+    let val_targets = match &val_t {
+        Targets::Single(c) => mlp::Targets::Classes(c.clone()),
+        Targets::Multi(m) => mlp::Targets::Matrix { values: m.clone(), width: labels },
+    };
+    let best_loss = tuned.epochs[tuned.best_epoch - 1].val_loss;
+    let validation = figures(kind, &probs, labels, &val_targets, &thresholds, best_loss);
+
+    // The folder: the encoder, the head, and embeddings to check a reload against.
+    let write_ctx = || format!("writing the fine-tuned model to `{}`", args.output.display());
+    tuned.encoder.export(&files, &args.output).with_context(write_ctx)?;
+    if max_seq_length != files.info.max_seq_length {
+        record_max_seq_length(&args.output, max_seq_length).with_context(write_ctx)?;
+    }
+    let own = ModelInfo {
+        id: args.output.display().to_string(),
+        revision: "local".into(),
+        max_seq_length,
+        ..files.info.clone()
+    };
+    let meta = HeadMeta {
+        format_version: FORMAT_VERSION,
+        name,
+        base_model: BaseModel::from(&own),
+        task: kind,
+        labels: data.labels.clone(),
+        thresholds,
+        text_column: labelled.text_column.clone(),
+        label_column: args.label_column.clone(),
+        label_separator: args.multi_label.then(|| args.label_separator.clone()),
+        training: TrainingSettings {
+            mlp: MlpConfig {
+                hidden: vec![],
+                dropout: 0.0,
+                epochs: config.epochs,
+                batch_size: config.batch_size,
+                lr: config.lr,
+                weight_decay: config.weight_decay,
+                patience: config.patience,
+                standardize: false,
+                seed: config.seed,
+            },
+            val_fraction: args.val_fraction,
+            class_weights: None,
+            epochs_run: tuned.epochs.len(),
+            best_epoch: tuned.best_epoch,
+            refit: false,
+            seconds: train_seconds,
+        },
+        validation: Some(validation.clone()),
+        data: DataSeen {
+            file: labelled.file.clone(),
+            rows: total,
+            rows_used: data.len(),
+            rows_skipped: data.skipped.len(),
+            sha256: labelled.sha256,
+        },
+        habitlens_version: env!("CARGO_PKG_VERSION").to_string(),
+        fine_tune: Some(FineTuneRecord {
+            from_model: BaseModel::from(&files.info),
+            max_seq_length,
+            settings: config.clone(),
+            epochs: tuned.epochs.clone(),
+            steps,
+            seconds_per_step: step_seconds / steps.max(1) as f64,
+        }),
+    };
+    let head = Head::new(meta, head_mlp)?;
+    head.save(&args.output).with_context(write_ctx)?;
+    let dim = files.info.dimension;
+    let shown = split.val.len().min(CHECK_TEXTS);
+    let check = CheckFile {
+        about: "embeddings of the first validation texts by the fine-tuned encoder, as the \
+                training run computed them; embedding these texts with `--model` this folder \
+                should give the same vectors (cosine above 0.9999)",
+        texts: split.val[..shown].iter().map(|&i| data.texts[i].as_str()).collect(),
+        embeddings: (0..shown).map(|k| &val_embeddings[k * dim..(k + 1) * dim]).collect(),
+    };
+    crate::output::write_json(&args.output.join(CHECK_FILE), &check).with_context(write_ctx)?;
+
+    // Report.
+    println!(
+        "fine-tuned `{}` with head `{}` ({}, {} labels) on `{}`: {} rows read, {} used, {} \
+         skipped",
+        files.info.id,
+        head.meta.name,
+        if kind == TaskKind::MultiLabel { "multi-label" } else { "single-label" },
+        labels,
+        labelled.file,
+        total,
+        data.len(),
+        data.skipped.len()
+    );
+    println!(
+        "split: {} training rows, {} validation rows (seed {})",
+        split.train.len(),
+        split.val.len(),
+        args.seed
+    );
+    println!(
+        "training: {:.1} s, {} epochs, kept epoch {}; {} steps of {} texts, {:.2} s per step; \
+         texts cut at {} tokens: {}",
+        train_seconds,
+        tuned.epochs.len(),
+        tuned.best_epoch,
+        steps,
+        config.batch_size,
+        step_seconds / steps.max(1) as f64,
+        max_seq_length,
+        truncated
+    );
+    match kind {
+        TaskKind::SingleLabel => println!(
+            "validation: accuracy {:.4}, macro-F1 {:.4}, weighted-F1 {:.4}, loss {:.4}",
+            validation.accuracy,
+            validation.macro_f1,
+            validation.weighted_f1.unwrap_or(f64::NAN),
+            validation.loss
+        ),
+        TaskKind::MultiLabel => println!(
+            "validation: micro-F1 {:.4}, macro-F1 {:.4}, exact match {:.4}, loss {:.4}",
+            validation.micro_f1.unwrap_or(f64::NAN),
+            validation.macro_f1,
+            validation.accuracy,
+            validation.loss
+        ),
+    }
+    println!(
+        "model and head written to {} (use it as `--model` or `--head`); {:.1} s in all",
+        args.output.display(),
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
