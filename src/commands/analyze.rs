@@ -7,7 +7,7 @@ use comfy_table::{ContentArrangement, Table, presets::UTF8_FULL_CONDENSED};
 use serde::Serialize;
 
 use super::classify::{HeadOutput, csv_fields, csv_header, run_heads};
-use super::{Ui, UsageError, load_embedder, open_input, text_progress, warn_truncated};
+use super::{Ui, UsageError, load_embedder_for_heads, open_input, text_progress, warn_truncated};
 use crate::cli::AnalyzeArgs;
 use crate::heads::crossing::{CrossingBuilder, HeadSummary, RowLabel};
 use crate::heads::{Head, load_all};
@@ -142,9 +142,16 @@ pub(super) fn run(args: &AnalyzeArgs, ui: Ui) -> anyhow::Result<()> {
     let summary_path = args.output_dir.join("summary.json");
     crate::output::check_writable(&rows_path)?;
 
-    let embedder = load_embedder(&args.model)?;
+    let (embedder, own_encoder) = load_embedder_for_heads(&args.model, &args.heads)?;
     let mut heads = Vec::new();
-    if !args.no_sentiment {
+    if let (Some(own), false) = (&own_encoder, args.no_sentiment) {
+        tracing::warn!(
+            "head `{}` carries its own fine-tuned encoder, and the built-in sentiment head was \
+             trained on another model's embeddings: it is left out, as with `--no-sentiment`; \
+             the taxonomy is scored with the fine-tuned encoder",
+            own.display()
+        );
+    } else if !args.no_sentiment {
         let sentiment = Head::builtin_sentiment()?;
         sentiment.check_model(Path::new(crate::heads::BUILTIN_SENTIMENT), embedder.info())?;
         heads.push(sentiment);

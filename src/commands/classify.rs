@@ -6,7 +6,7 @@ use std::io::Write;
 use anyhow::Context;
 use serde_json::{Map, Value, json};
 
-use super::{Ui, UsageError, load_embedder, open_input, text_progress, warn_truncated};
+use super::{Ui, UsageError, load_embedder_for_heads, open_input, text_progress, warn_truncated};
 use crate::cli::heads::ClassifyArgs;
 use crate::heads::{Head, load_all};
 use crate::output::AtomicFile;
@@ -130,7 +130,7 @@ pub(super) fn run(args: &ClassifyArgs, ui: Ui) -> anyhow::Result<()> {
         return Err(UsageError("`--top-k` must be at least 1".into()).into());
     }
     let reader = open_input(&args.input, vec![])?;
-    let embedder = load_embedder(&args.model)?;
+    let (embedder, _) = load_embedder_for_heads(&args.model, &args.heads)?;
     let heads = load_all(&args.heads, embedder.info())?;
     let dimension = embedder.info().dimension;
     let file = AtomicFile::create(&args.output)?;

@@ -9,7 +9,7 @@ use comfy_table::{ContentArrangement, Table, presets::UTF8_FULL_CONDENSED};
 use serde::Serialize;
 
 use super::train::{cache_from_args, read_labelled};
-use super::{Ui, load_embedder, text_progress, warn_truncated};
+use super::{Ui, load_embedder_for_heads, text_progress, warn_truncated};
 use crate::cli::heads::EvaluateArgs;
 use crate::heads::cache::embed_cached;
 use crate::heads::labels::{TaskKind, list_rows, partition};
@@ -55,8 +55,10 @@ fn per_head_path(path: &Path, head: &str, several: bool) -> PathBuf {
 }
 
 pub(super) fn run(args: &EvaluateArgs, ui: Ui) -> anyhow::Result<()> {
-    let embedder = load_embedder(&args.model)?;
-    let cache = cache_from_args(&args.cache);
+    let (embedder, own_encoder) = load_embedder_for_heads(&args.model, &args.heads)?;
+    // A fine-tuned folder is a local model whose weights change when it is trained again into
+    // the same folder, and the cache key cannot tell: its embeddings are not cached.
+    let cache = if own_encoder.is_some() { None } else { cache_from_args(&args.cache) };
     let several = args.heads.len() > 1;
     for dir in &args.heads {
         let head = Head::load(dir)?;

@@ -9,6 +9,8 @@ mod finetune;
 mod purchase;
 mod train;
 
+use std::path::Path;
+
 use anyhow::Context;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
@@ -81,6 +83,62 @@ fn load_embedder(args: &ModelArgs) -> anyhow::Result<Embedder> {
     .with_batch_size(args.batch_size);
     tracing::debug!(elapsed = ?started.elapsed(), batch_size = args.batch_size, "model ready");
     Ok(embedder)
+}
+
+/// The encoder for the heads in `dirs`, and the head folder it comes from when it is not
+/// `--model`'s.
+///
+/// A head written by `train --fine-tune` carries its own encoder, and its labels only make sense
+/// on that encoder's embeddings, so when one of `dirs` is such a folder its encoder embeds for
+/// every head of the run and `--model` is not used. One run embeds with one encoder: two
+/// fine-tuned folders, or a fine-tuned folder with a head trained on another model's
+/// embeddings, are refused with an error naming both heads.
+fn load_embedder_for_heads(
+    args: &ModelArgs,
+    dirs: &[std::path::PathBuf],
+) -> anyhow::Result<(Embedder, Option<std::path::PathBuf>)> {
+    use crate::heads::{HeadMeta, META_FILE, has_own_encoder, same_path};
+    let Some(own) = dirs.iter().find(|d| has_own_encoder(d)) else {
+        return Ok((load_embedder(args)?, None));
+    };
+    for dir in dirs {
+        if has_own_encoder(dir) {
+            if !same_path(dir, own) {
+                return Err(UsageError(format!(
+                    "heads `{}` and `{}` each carry their own fine-tuned encoder, and one run \
+                     embeds with one encoder\nhint: run them in separate commands",
+                    own.display(),
+                    dir.display()
+                ))
+                .into());
+            }
+        } else if let Ok(meta) = HeadMeta::read(&dir.join(META_FILE))
+            && !same_path(Path::new(&meta.base_model.id), own)
+        {
+            return Err(UsageError(format!(
+                "head `{}` was trained on embeddings of `{}`, but head `{}` carries its own \
+                 fine-tuned encoder, and one run embeds with one encoder\nhint: run them in \
+                 separate commands, or retrain `{}` with `--model {}`",
+                dir.display(),
+                meta.base_model.id,
+                own.display(),
+                dir.display(),
+                own.display()
+            ))
+            .into());
+        }
+    }
+    if args.model != crate::model::DEFAULT_MODEL && !same_path(Path::new(&args.model), own) {
+        tracing::warn!(
+            "head `{}` carries its own fine-tuned encoder, which embeds the texts; `--model {}` \
+             is not used",
+            own.display(),
+            args.model
+        );
+    }
+    tracing::info!(encoder = %own.display(), "using the fine-tuned encoder of a head folder");
+    let own_args = ModelArgs { model: own.display().to_string(), ..args.clone() };
+    Ok((load_embedder(&own_args)?, Some(own.clone())))
 }
 
 /// A counter of texts done on stderr, hidden when progress is off or stderr is not a terminal.

@@ -30,6 +30,21 @@ pub const WEIGHTS_FILE: &str = "head.safetensors";
 /// File name of a head's description inside its folder.
 pub const META_FILE: &str = "head.json";
 
+/// Whether the head folder `dir` carries its own encoder: a head written by
+/// `train --fine-tune`, whose folder is also a sentence-transformers model (`config.json` and
+/// `model.safetensors` beside `head.json`).
+pub fn has_own_encoder(dir: &Path) -> bool {
+    dir.join("model.safetensors").is_file() && dir.join("config.json").is_file()
+}
+
+/// Whether two paths name the same existing file or folder.
+pub fn same_path(a: &Path, b: &Path) -> bool {
+    match (a.canonicalize(), b.canonicalize()) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => false,
+    }
+}
+
 /// What went wrong with labelled data or a head.
 #[derive(Debug, thiserror::Error)]
 pub enum HeadError {
@@ -273,10 +288,15 @@ impl Head {
             })))
         };
         let rerun = format!("run with `--model {spec}`, or retrain the head on this model");
-        if base.id != model.id {
+        // A fine-tuned head run with its own folder's encoder: the folder may be named by
+        // another path than the one it was written to.
+        let own_encoder = model.revision == "local"
+            && has_own_encoder(dir)
+            && same_path(dir, Path::new(&model.id));
+        if !own_encoder && base.id != model.id {
             return mismatch("model", format!("`{}`", base.id), format!("`{}`", model.id), rerun);
         }
-        if base.revision != model.revision {
+        if !own_encoder && base.revision != model.revision {
             return mismatch("revision", base.revision.clone(), model.revision.clone(), rerun);
         }
         if base.dimension != model.dimension {
