@@ -1,0 +1,219 @@
+//! `habitlens train --fine-tune` run as a user would run it, on 24 real Hu & Liu review
+//! sentences: the folder it writes works as a head in `classify` and `evaluate` and as a model
+//! in `embed`, reproduces the embeddings the training run recorded, and holds new weights.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+
+/// `n` positive and `n` negative Hu & Liu sentences, alternating, as (text, label).
+fn hu_liu(n: usize) -> Vec<(String, String)> {
+    let dir = common::shared().join("data/hu_liu_customer_reviews_cr");
+    let read = |name: &str| -> Vec<String> {
+        let bytes = std::fs::read(dir.join(name)).expect("the Hu & Liu reviews are in ../shared");
+        String::from_utf8_lossy(&bytes)
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .take(n)
+            .map(|l| l.trim().to_string())
+            .collect()
+    };
+    let (pos, neg) = (read("custrev.train80.pos"), read("custrev.train80.neg"));
+    pos.into_iter()
+        .zip(neg)
+        .flat_map(|(p, n)| [(p, "positive".to_string()), (n, "negative".to_string())])
+        .collect()
+}
+
+fn write_csv(path: &Path, header: &[&str], rows: &[Vec<String>]) -> PathBuf {
+    let mut w = csv::Writer::from_path(path).unwrap();
+    w.write_record(header).unwrap();
+    for row in rows {
+        w.write_record(row).unwrap();
+    }
+    w.flush().unwrap();
+    path.to_path_buf()
+}
+
+fn run(cache: &Path, args: &[&str]) -> (String, String) {
+    let output = common::habitlens()
+        .env("HABITLENS_CACHE", cache)
+        .args(args)
+        .assert()
+        .success()
+        .get_output()
+        .clone();
+    (String::from_utf8(output.stdout).unwrap(), String::from_utf8(output.stderr).unwrap())
+}
+
+#[test]
+fn fine_tuned_folder_is_a_head_and_a_model_that_reproduces_its_embeddings() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("cache");
+    let reviews = hu_liu(12);
+    let rows: Vec<Vec<String>> = reviews
+        .iter()
+        .enumerate()
+        .map(|(i, (t, l))| vec![format!("r{i}"), t.clone(), l.clone()])
+        .collect();
+    let data = write_csv(&dir.path().join("train.csv"), &["id", "text", "sentiment"], &rows);
+    let out = dir.path().join("ft");
+    let p = |path: &Path| path.to_str().unwrap().to_string();
+
+    // Train.
+    let started = std::time::Instant::now();
+    let (stdout, stderr) = run(
+        &cache,
+        &[
+            "train",
+            &p(&data),
+            "--text-column",
+            "text",
+            "--id-column",
+            "id",
+            "--label-column",
+            "sentiment",
+            "--output",
+            &p(&out),
+            "--fine-tune",
+            "--epochs",
+            "1",
+            "--max-seq-length",
+            "32",
+            "--seed",
+            "7",
+        ],
+    );
+    eprintln!("train --fine-tune took {:.1} s:\n{stdout}", started.elapsed().as_secs_f64());
+    assert!(stdout.contains("24 rows read, 24 used, 0 skipped"), "{stdout}");
+    assert!(stdout.contains("s per step"), "{stdout}");
+    assert!(stderr.contains("epoch 1/1: train loss"), "per-epoch losses on stderr: {stderr}");
+    for file in [
+        "config.json",
+        "tokenizer.json",
+        "model.safetensors",
+        "modules.json",
+        "sentence_bert_config.json",
+        "1_Pooling/config.json",
+        "head.json",
+        "head.safetensors",
+        "fine_tune_check.json",
+    ] {
+        assert!(out.join(file).is_file(), "the folder lacks {file}");
+    }
+    let meta: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("head.json")).unwrap()).unwrap();
+    assert_eq!(meta["base_model"]["id"], p(&out), "the head's model is the folder itself");
+    assert_eq!(meta["fine_tune"]["from_model"]["id"], "sentence-transformers/all-MiniLM-L6-v2");
+    assert_eq!(meta["fine_tune"]["max_seq_length"], 32);
+    let st: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(out.join("sentence_bert_config.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(st["max_seq_length"], 32, "the folder embeds as it trained");
+
+    // The weights are new: every tensor of the checkpoint moved.
+    let base_files =
+        habitlens::model::ModelFiles::resolve(&common::default_source()).expect("base model");
+    let cpu = candle_core::Device::Cpu;
+    let base = candle_core::safetensors::load(&base_files.weights, &cpu).unwrap();
+    let tuned = candle_core::safetensors::load(out.join("model.safetensors"), &cpu).unwrap();
+    assert!(tuned.len() >= 100, "{} tensors", tuned.len());
+    for (name, t) in &tuned {
+        let b = base.get(name).or_else(|| base.get(&format!("bert.{name}"))).unwrap_or_else(|| {
+            panic!("the base model has no `{name}`");
+        });
+        let b = b.to_dtype(candle_core::DType::F32).unwrap();
+        let diff = (t - &b).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+        assert!(diff > 0.0, "`{name}` is the base model's");
+    }
+
+    // Classify: every row, the empty one included, comes back once, in order.
+    let mut to_classify = rows.clone();
+    to_classify.push(vec!["blank".into(), "  ".into(), String::new()]);
+    let input = write_csv(&dir.path().join("in.csv"), &["id", "text", "sentiment"], &to_classify);
+    let labels_csv = dir.path().join("labels.csv");
+    run(
+        &cache,
+        &[
+            "classify",
+            &p(&input),
+            "--text-column",
+            "text",
+            "--id-column",
+            "id",
+            "--head",
+            &p(&out),
+            "--output",
+            &p(&labels_csv),
+        ],
+    );
+    let (header, got) = common::read_csv(&labels_csv);
+    assert_eq!(header, ["id", "status", "ft", "ft_probability"]);
+    assert_eq!(got.len(), 25);
+    for (row, want) in got.iter().zip(&to_classify) {
+        assert_eq!(row[0], want[0]);
+        if want[0] == "blank" {
+            assert_eq!((row[1].as_str(), row[2].as_str()), ("empty", ""));
+        } else {
+            assert_eq!(row[1], "ok");
+            assert!(row[2] == "positive" || row[2] == "negative", "{row:?}");
+        }
+    }
+
+    // Evaluate: the 24 labelled rows are all counted.
+    let report = dir.path().join("report.json");
+    run(&cache, &["evaluate", &p(&data), "--head", &p(&out), "--report", &p(&report)]);
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+    assert_eq!(report["rows"], 24, "{report}");
+    assert_eq!(report["rows_skipped"], 0, "{report}");
+
+    // The folder loads as `--model` in `embed` and gives back the training run's embeddings.
+    let check: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("fine_tune_check.json")).unwrap())
+            .unwrap();
+    let texts: Vec<String> = check["texts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t.as_str().unwrap().to_string())
+        .collect();
+    assert!(!texts.is_empty());
+    let rows: Vec<Vec<String>> =
+        texts.iter().enumerate().map(|(i, t)| vec![format!("c{i}"), t.clone()]).collect();
+    let check_csv = write_csv(&dir.path().join("check.csv"), &["id", "text"], &rows);
+    let embedded = dir.path().join("check.jsonl");
+    run(
+        &cache,
+        &[
+            "embed",
+            &p(&check_csv),
+            "--text-column",
+            "text",
+            "--id-column",
+            "id",
+            "--model",
+            &p(&out),
+            "--output",
+            &p(&embedded),
+        ],
+    );
+    let lines = std::fs::read_to_string(&embedded).unwrap();
+    let base_vectors = common::embedder().embed(&texts).unwrap();
+    for (i, line) in lines.lines().enumerate() {
+        let row: serde_json::Value = serde_json::from_str(line).unwrap();
+        let vector = |v: &serde_json::Value| -> Vec<f32> {
+            v.as_array().unwrap().iter().map(|x| x.as_f64().unwrap() as f32).collect()
+        };
+        let again = vector(&row["embedding"]);
+        let recorded = vector(&check["embeddings"][i]);
+        let cos = common::cosine(&again, &recorded);
+        assert!(cos > 0.9999, "text {i}: cosine {cos} between the reload and the training run");
+        assert!(
+            common::cosine(&again, base_vectors.row(i)) < 0.999_999,
+            "text {i} embeds as with the base model"
+        );
+    }
+    assert_eq!(lines.lines().count(), texts.len());
+}
