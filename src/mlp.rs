@@ -672,6 +672,15 @@ pub fn train_observed(
 mod tests {
     use super::*;
 
+    #[test]
+    fn linear_model_from_weights_computes_x_w_transposed_plus_b() {
+        let m = Mlp::linear(vec![1.0, 2.0, 0.0, -1.0], vec![0.5, 0.0]).unwrap();
+        assert_eq!((m.inputs(), m.outputs()), (2, 2));
+        assert_eq!(m.forward(&[1.0, 1.0]).unwrap(), vec![3.5, -1.0]);
+        assert!(Mlp::linear(vec![1.0, 2.0, 3.0], vec![0.0, 0.0]).is_err(), "not whole rows");
+        assert!(Mlp::linear(vec![], vec![]).is_err());
+    }
+
     /// Two noisy clusters in 4 dimensions, classes 0 and 1, from a fixed seed.
     fn clusters(rows: usize, seed: u64) -> (Vec<f32>, Vec<u32>) {
         let mut rng = SplitMix::new(seed);

@@ -161,6 +161,32 @@ fn fine_tuned_folder_is_a_head_and_a_model_that_reproduces_its_embeddings() {
         }
     }
 
+    // Named by another path (relative, from its parent folder), the folder is still its own
+    // head's encoder; `analyze` leaves the built-in sentiment head out, with a warning.
+    let output = common::habitlens()
+        .current_dir(dir.path())
+        .args(["analyze", "in.csv", "--text-column", "text", "--id-column", "id"])
+        .args(["--head", "ft", "--output-dir", "analyzed"])
+        .assert()
+        .success()
+        .get_output()
+        .clone();
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    assert!(stderr.contains("built-in sentiment head"), "{stderr}");
+    let (header, got) = common::read_csv(&dir.path().join("analyzed/rows.csv"));
+    assert_eq!(got.len(), 25);
+    assert!(header.contains(&"ft".to_string()) && !header.contains(&"sentiment".to_string()));
+
+    // One run embeds with one encoder: beside a head of the base model it is refused.
+    let sentiment = common::repo_root().join("models/sentiment");
+    common::habitlens()
+        .args(["classify", &p(&input), "--text-column", "text", "--head", &p(&out)])
+        .args(["--head", &p(&sentiment), "--output", &p(&dir.path().join("mixed.csv"))])
+        .assert()
+        .code(2)
+        .stderr(predicates::str::contains("carries its own fine-tuned encoder"))
+        .stderr(predicates::str::contains("models/sentiment"));
+
     // Evaluate: the 24 labelled rows are all counted.
     let report = dir.path().join("report.json");
     run(&cache, &["evaluate", &p(&data), "--head", &p(&out), "--report", &p(&report)]);
