@@ -87,6 +87,10 @@ fn fine_tuned_folder_is_a_head_and_a_model_that_reproduces_its_embeddings() {
     eprintln!("train --fine-tune took {:.1} s:\n{stdout}", started.elapsed().as_secs_f64());
     assert!(stdout.contains("24 rows read, 24 used, 0 skipped"), "{stdout}");
     assert!(stdout.contains("s per step"), "{stdout}");
+    assert!(
+        stdout.contains("reload check: the folder gives the training run's embeddings"),
+        "{stdout}"
+    );
     assert!(stderr.contains("epoch 1/1: train loss"), "per-epoch losses on stderr: {stderr}");
     for file in [
         "config.json",

@@ -55,6 +55,12 @@ fn same_folder(a: &Path, b: &Path) -> bool {
     }
 }
 
+fn cosine(a: &[f32], b: &[f32]) -> f64 {
+    let dot: f64 = a.iter().zip(b).map(|(x, y)| f64::from(*x) * f64::from(*y)).sum();
+    let norm = |v: &[f32]| v.iter().map(|x| f64::from(*x).powi(2)).sum::<f64>().sqrt();
+    dot / (norm(a) * norm(b)).max(f64::MIN_POSITIVE)
+}
+
 /// Embeddings of `ids` by the trained encoder, without gradients, rows × dimension.
 fn embed_ids(encoder: &TrainableEncoder, ids: &[Vec<u32>]) -> anyhow::Result<Vec<f32>> {
     let mut out = Vec::with_capacity(ids.len() * encoder.info().dimension);
@@ -168,6 +174,15 @@ pub(super) fn run(args: &TrainArgs, ui: Ui) -> anyhow::Result<()> {
         TaskKind::SingleLabel => Targets::Single(idx.iter().map(|&i| data.targets[i][0]).collect()),
         TaskKind::MultiLabel => Targets::Multi(data.target_matrix(idx)),
     };
+    if split.val.is_empty() {
+        return Err(UsageError(format!(
+            "no validation rows: with `--val-fraction {}` no label of `{}` has enough examples to \
+             give one to validation, and `--fine-tune` needs validation rows for early stopping\n\
+             hint: add examples: a label needs two or more to give one to validation",
+            args.val_fraction, labelled.file
+        ))
+        .into());
+    }
     let (train_ids, val_ids) = (ids_of(&split.train), ids_of(&split.val));
     let (train_t, val_t) = (targets_of(&split.train), targets_of(&split.val));
 
@@ -326,6 +341,25 @@ pub(super) fn run(args: &TrainArgs, ui: Ui) -> anyhow::Result<()> {
     };
     crate::output::write_json(&args.output.join(CHECK_FILE), &check).with_context(write_ctx)?;
 
+    // Load the folder back as any command would, and compare.
+    let reloaded = crate::embed::Embedder::load(&ModelSpec::Local(args.output.clone()))
+        .with_context(|| {
+            format!("loading the fine-tuned model back from `{}`", args.output.display())
+        })?;
+    let again = reloaded.embed(&check.texts).context("embedding the check texts again")?;
+    let lowest = check
+        .embeddings
+        .iter()
+        .enumerate()
+        .map(|(k, e)| cosine(again.row(k), e))
+        .fold(1.0f64, f64::min);
+    if lowest < 0.9999 {
+        tracing::warn!(
+            "the folder loaded back embeds the check texts differently from the training run \
+             (lowest cosine {lowest:.6}): please report this"
+        );
+    }
+
     // Report.
     println!(
         "fine-tuned `{}` with head `{}` ({}, {} labels) on `{}`: {} rows read, {} used, {} \
@@ -373,6 +407,10 @@ pub(super) fn run(args: &TrainArgs, ui: Ui) -> anyhow::Result<()> {
             validation.loss
         ),
     }
+    println!(
+        "reload check: the folder gives the training run's embeddings of {shown} validation \
+         text(s), lowest cosine {lowest:.6}"
+    );
     println!(
         "model and head written to {} (use it as `--model` or `--head`); {:.1} s in all",
         args.output.display(),
