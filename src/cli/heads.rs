@@ -40,7 +40,8 @@ pub struct TrainArgs {
     /// CSV column or JSONL field holding the label(s).
     #[arg(long, value_name = "NAME", help_heading = "Input")]
     pub label_column: String,
-    /// Folder to write the head to (`head.safetensors`, `head.json`).
+    /// Folder to write the head to (`head.safetensors`, `head.json`); with `--fine-tune`, also
+    /// the fine-tuned sentence-transformers model.
     #[arg(short, long, value_name = "DIR")]
     pub output: PathBuf,
     /// Name of the head: the prefix of its columns in `classify` and `analyze`; the output
