@@ -13,6 +13,7 @@ import csv
 import json
 import sys
 import time
+import warnings
 
 import numpy as np
 from sklearn.linear_model import LogisticRegression, LogisticRegressionCV
@@ -21,6 +22,8 @@ from sklearn.multiclass import OneVsRestClassifier
 from sklearn.preprocessing import MultiLabelBinarizer
 
 CS = [0.1, 1.0, 10.0, 100.0]
+# scikit-learn announces coming changes of defaults; the settings here are explicit.
+warnings.filterwarnings("ignore", category=FutureWarning)
 
 
 def labels(path):
