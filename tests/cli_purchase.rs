@@ -284,3 +284,61 @@ fn text_column_is_embedded_and_joined() {
         .success();
     assert!(json(&report)["roc_auc"].as_f64().unwrap() > 0.9);
 }
+
+/// Runs habitlens with `args` and a stdout whose reading end is already closed, as in
+/// `habitlens ... | head -1` once `head` has gone; returns the exit status.
+fn run_with_stdout_closed(args: &[&str]) -> std::process::ExitStatus {
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    std::process::Command::new(env!("CARGO_BIN_EXE_habitlens"))
+        .args(args)
+        .env("HF_HOME", common::hf_home())
+        .env_remove("HABITLENS_MODEL")
+        .env_remove("RUST_LOG")
+        .stdout(writer)
+        .stderr(std::process::Stdio::null())
+        .status()
+        .unwrap()
+}
+
+#[test]
+fn closed_stdout_stops_the_tables_not_the_run() {
+    // Once stdout was closed, `train` ended with exit 0 before training (the schema table
+    // failed to print) and wrote no model; `evaluate` wrote no report; and a `println!`
+    // panicked with exit 101. The tables are a by-product: the files must still be written.
+    let dir = tempfile::tempdir().unwrap();
+    let data = common::write(dir.path(), "sessions.csv", sessions(300));
+    let model = dir.path().join("model");
+    let status = run_with_stdout_closed(&[
+        "-q",
+        "purchase",
+        "train",
+        path(&data),
+        "--target",
+        "bought",
+        "--ignore",
+        "spent",
+        "--epochs",
+        "5",
+        "--output",
+        path(&model),
+    ]);
+    assert_eq!(status.code(), Some(0));
+    assert!(model.join("schema.json").is_file() && model.join("model.safetensors").is_file());
+
+    let report = dir.path().join("report.json");
+    let status = run_with_stdout_closed(&[
+        "purchase",
+        "evaluate",
+        path(&data),
+        "--model",
+        path(&model),
+        "--importance",
+        "--repeats",
+        "1",
+        "--report",
+        path(&report),
+    ]);
+    assert_eq!(status.code(), Some(0));
+    assert!(json(&report)["roc_auc"].as_f64().is_some());
+}

@@ -118,7 +118,7 @@ fn run_train(args: &PurchaseTrainArgs, ui: Ui) -> anyhow::Result<()> {
     model.save(&args.output).with_context(|| format!("saving `{}`", args.output.display()))?;
 
     let t = &model.schema.training;
-    println!(
+    say(format_args!(
         "trained on {} rows, validated on {} ({} epochs, best {}, {:.1}s); {} features",
         t.train_rows,
         t.validation_rows,
@@ -126,14 +126,17 @@ fn run_train(args: &PurchaseTrainArgs, ui: Ui) -> anyhow::Result<()> {
         t.best_epoch,
         started.elapsed().as_secs_f64(),
         model.schema.features.len()
-    );
+    ))?;
     match &model.schema.validation {
         crate::purchase::Validation::Binary(m) => {
             print_binary("validation", m)?;
         }
         crate::purchase::Validation::Regression(m) => print_regression("validation", m)?,
     }
-    println!("model written to {} ({WEIGHTS_FILE}, {SCHEMA_FILE})", args.output.display());
+    say(format_args!(
+        "model written to {} ({WEIGHTS_FILE}, {SCHEMA_FILE})",
+        args.output.display()
+    ))?;
     Ok(())
 }
 
@@ -291,12 +294,11 @@ fn run_evaluate(args: &PurchaseEvaluateArgs, ui: Ui) -> anyhow::Result<()> {
         for c in columns {
             grid.add_row([c.column.clone(), format!("{:.4}", c.drop), format!("{:.4}", c.std)]);
         }
-        writeln!(
-            std::io::stdout(),
+        say(format_args!(
             "permutation importance ({metric} {baseline:.4} before shuffling, {} shuffle(s) per \
              column):\n{grid}",
             args.repeats.max(1)
-        )?;
+        ))?;
     }
     Ok(())
 }
@@ -396,6 +398,27 @@ fn embed_column(
     Ok(TextVectors { dimension, values, blank })
 }
 
+/// Set once stdout turns out to be closed (`habitlens purchase ... | head`).
+static STDOUT_CLOSED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Prints a line of the report on stdout. The tables are a by-product: the model folder and the
+/// `--report` file are the results, so a closed stdout stops the printing, not the run, which
+/// still writes them and exits 0. Other write errors still fail the run.
+fn say(args: std::fmt::Arguments) -> std::io::Result<()> {
+    use std::sync::atomic::Ordering;
+    if STDOUT_CLOSED.load(Ordering::Relaxed) {
+        return Ok(());
+    }
+    let mut out = std::io::stdout().lock();
+    match out.write_fmt(args).and_then(|()| out.write_all(b"\n")).and_then(|()| out.flush()) {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {
+            STDOUT_CLOSED.store(true, Ordering::Relaxed);
+            Ok(())
+        }
+        other => other,
+    }
+}
+
 fn grid<const N: usize>(header: [&str; N]) -> Grid {
     let mut grid = Grid::new();
     grid.load_preset(UTF8_FULL_CONDENSED)
@@ -442,7 +465,7 @@ fn print_schema(
             );
         }
     }
-    writeln!(std::io::stdout(), "schema of {} ({} rows):\n{grid}", table.file, table.len())?;
+    say(format_args!("schema of {} ({} rows):\n{grid}", table.file, table.len()))?;
     Ok(())
 }
 
@@ -463,7 +486,7 @@ fn print_binary(what: &str, m: &BinaryMetrics) -> anyhow::Result<()> {
     ] {
         grid.add_row([name.to_string(), value]);
     }
-    writeln!(std::io::stdout(), "{what}:\n{grid}")?;
+    say(format_args!("{what}:\n{grid}"))?;
     Ok(())
 }
 
@@ -478,6 +501,6 @@ fn print_regression(what: &str, m: &RegressionMetrics) -> anyhow::Result<()> {
     ] {
         grid.add_row([name.to_string(), value]);
     }
-    writeln!(std::io::stdout(), "{what}:\n{grid}")?;
+    say(format_args!("{what}:\n{grid}"))?;
     Ok(())
 }
