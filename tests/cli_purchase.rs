@@ -342,3 +342,54 @@ fn closed_stdout_stops_the_tables_not_the_run() {
     assert_eq!(status.code(), Some(0));
     assert!(json(&report)["roc_auc"].as_f64().is_some());
 }
+
+#[test]
+fn output_paths_that_would_lose_data_or_fail_late_are_refused_up_front() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = common::write(dir.path(), "sessions.csv", sessions(300));
+    let model = train(dir.path(), &data, "5");
+    let before = std::fs::read(&data).unwrap();
+
+    // `--output` the input file: the predictions replaced the data they came from.
+    common::habitlens()
+        .args(["purchase", "predict", path(&data), "--model", path(&model)])
+        .args(["--output", path(&data)])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("is the input file"));
+    // `--report` the input file, spelled another way.
+    let same = dir.path().join(".").join("sessions.csv");
+    common::habitlens()
+        .args(["purchase", "evaluate", path(&data), "--model", path(&model)])
+        .args(["--report", path(&same)])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("is the input file"));
+    assert_eq!(std::fs::read(&data).unwrap(), before, "the input is untouched");
+
+    // A folder as the output file was exit 1 ("Is a directory"), and `evaluate` only found out
+    // after all its work.
+    let folder = dir.path().join("out.csv");
+    std::fs::create_dir(&folder).unwrap();
+    common::habitlens()
+        .args(["purchase", "predict", path(&data), "--model", path(&model)])
+        .args(["--output", path(&folder)])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("is a folder"));
+    common::habitlens()
+        .args(["purchase", "evaluate", path(&data), "--model", path(&model)])
+        .args(["--report", path(&folder)])
+        .assert()
+        .code(2)
+        .stdout(predicate::str::is_empty())
+        .stderr(predicate::str::contains("is a folder"));
+    // A file as the model folder was exit 1 ("File exists").
+    common::habitlens()
+        .args(["-q", "purchase", "train", path(&data), "--target", "bought"])
+        .args(["--epochs", "2", "--output", path(&data)])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("is a file"));
+    assert_eq!(std::fs::read(&data).unwrap(), before, "the input is untouched");
+}

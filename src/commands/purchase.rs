@@ -42,6 +42,13 @@ fn run_train(args: &PurchaseTrainArgs, ui: Ui) -> anyhow::Result<()> {
     if args.batch_size == 0 || args.epochs == 0 {
         return Err(UsageError("`--batch-size` and `--epochs` must be at least 1".into()).into());
     }
+    if args.output.exists() && !args.output.is_dir() {
+        return Err(UsageError(format!(
+            "`--output` `{}` is a file; `purchase train` writes a model folder there",
+            args.output.display()
+        ))
+        .into());
+    }
     check_writable(&args.output.join(SCHEMA_FILE))?;
 
     // Read, leave out rows without a target when asked, and decide column kinds.
@@ -145,6 +152,7 @@ fn run_predict(args: &PurchasePredictArgs, ui: Ui) -> anyhow::Result<()> {
         OutputFormat::Csv => false,
         OutputFormat::Jsonl => true,
     };
+    check_output_file(&args.output, &args.data, "--output")?;
     let model = PurchaseModel::load(&args.model)?;
     check_threshold(&model, args.threshold)?;
     let table = Table::read(&args.data, None)?;
@@ -228,6 +236,7 @@ struct ImportanceReport<'a> {
 
 fn run_evaluate(args: &PurchaseEvaluateArgs, ui: Ui) -> anyhow::Result<()> {
     if let Some(report) = &args.report {
+        check_output_file(report, &args.data, "--report")?;
         check_writable(report)?;
     }
     let model = PurchaseModel::load(&args.model)?;
@@ -314,6 +323,29 @@ fn check_threshold(model: &PurchaseModel, threshold: Option<f32>) -> Result<(), 
         }
         _ => Ok(()),
     }
+}
+
+/// Refuses an output file that is a folder or the input itself (which the run would replace with
+/// its results), before any work is done.
+fn check_output_file(output: &Path, input: &Path, flag: &str) -> Result<(), UsageError> {
+    if output.is_dir() {
+        return Err(UsageError(format!(
+            "`{flag}` `{}` is a folder; name a file inside it",
+            output.display()
+        )));
+    }
+    let same = match (std::fs::canonicalize(output), std::fs::canonicalize(input)) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => false,
+    };
+    if same {
+        return Err(UsageError(format!(
+            "`{flag}` `{}` is the input file; writing there would replace the data with the \
+             results",
+            output.display()
+        )));
+    }
+    Ok(())
 }
 
 enum OutputFormat {
