@@ -47,11 +47,16 @@ impl AtomicFile {
             _ => PathBuf::from("."),
         };
         std::fs::create_dir_all(&dir).map_err(io_err)?;
-        let tmp = tempfile::Builder::new()
-            .prefix(".habitlens-")
-            .suffix(".tmp")
-            .tempfile_in(&dir)
-            .map_err(io_err)?;
+        let mut builder = tempfile::Builder::new();
+        builder.prefix(".habitlens-").suffix(".tmp");
+        // tempfile creates owner-only (0600) files, and the rename keeps that mode; ask for what
+        // a plain `File::create` gets (0666 less the umask) so outputs are as readable as any.
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            builder.permissions(std::fs::Permissions::from_mode(0o666));
+        }
+        let tmp = builder.tempfile_in(&dir).map_err(io_err)?;
         Ok(Self { writer: BufWriter::with_capacity(1 << 16, tmp), dest: dest.to_path_buf() })
     }
 

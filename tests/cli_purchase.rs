@@ -393,3 +393,24 @@ fn output_paths_that_would_lose_data_or_fail_late_are_refused_up_front() {
         .stderr(predicate::str::contains("is a file"));
     assert_eq!(std::fs::read(&data).unwrap(), before, "the input is untouched");
 }
+
+#[cfg(unix)]
+#[test]
+fn outputs_get_the_mode_a_plain_file_gets_not_owner_only() {
+    // Outputs are written to a temporary file and renamed; they kept its owner-only mode (0600),
+    // so a model or predictions file could not be read by anyone else the umask allows.
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let data = common::write(dir.path(), "sessions.csv", sessions(300));
+    let model = train(dir.path(), &data, "5");
+    let out = dir.path().join("predictions.csv");
+    common::habitlens()
+        .args(["purchase", "predict", path(&data), "--model", path(&model)])
+        .args(["--output", path(&out)])
+        .assert()
+        .success();
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    // `data` was made by `std::fs::write`: what the umask gives a new file.
+    assert_eq!(mode(&out), mode(&data), "predictions");
+    assert_eq!(mode(&model.join("schema.json")), mode(&data), "schema.json");
+}
