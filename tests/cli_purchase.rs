@@ -414,3 +414,36 @@ fn outputs_get_the_mode_a_plain_file_gets_not_owner_only() {
     assert_eq!(mode(&out), mode(&data), "predictions");
     assert_eq!(mode(&model.join("schema.json")), mode(&data), "schema.json");
 }
+
+#[test]
+fn evaluate_and_predict_hints_name_no_flag_they_refuse() {
+    // `evaluate` on a row without a target told the user to pass `--skip-missing-target`, and
+    // `predict` on a bad cell to pass `--categorical`: flags only `train` takes.
+    let dir = tempfile::tempdir().unwrap();
+    let data = common::write(dir.path(), "sessions.csv", sessions(300));
+    let model = train(dir.path(), &data, "5");
+    let text = sessions(300);
+    let mut lines: Vec<String> = text.lines().map(str::to_string).collect();
+    let mut cells: Vec<String> = lines[3].split(',').map(str::to_string).collect();
+    cells[6] = String::new();
+    lines[3] = cells.join(",");
+    let no_target = common::write(dir.path(), "no-target.csv", lines.join("\n") + "\n");
+    common::habitlens()
+        .args(["purchase", "evaluate", path(&no_target), "--model", path(&model)])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("row 3, column `bought`: the target is missing"))
+        .stderr(predicate::str::contains("`purchase train --skip-missing-target`"));
+    let mut lines: Vec<String> = text.lines().map(str::to_string).collect();
+    let mut cells: Vec<String> = lines[5].split(',').map(str::to_string).collect();
+    cells[4] = "maybe".into();
+    lines[5] = cells.join(",");
+    let bad = common::write(dir.path(), "bad.csv", lines.join("\n") + "\n");
+    common::habitlens()
+        .args(["purchase", "predict", path(&bad), "--model", path(&model)])
+        .args(["--output", path(&dir.path().join("p.csv"))])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("row 5, column `returning`"))
+        .stderr(predicate::str::contains("train with `--categorical returning`"));
+}

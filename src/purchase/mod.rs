@@ -113,7 +113,7 @@ pub enum PurchaseError {
     /// A numeric column holds something else.
     #[error(
         "`{file}`, row {row}, column `{column}`: `{value}` is not a number\nhint: fix the cell, \
-         or pass `--categorical {column}` when the column holds labels"
+         or train with `--categorical {column}` when the column holds labels"
     )]
     NotNumeric {
         /// File name.
@@ -128,7 +128,8 @@ pub enum PurchaseError {
     /// A boolean column holds something else.
     #[error(
         "`{file}`, row {row}, column `{column}`: `{value}` is not a yes/no value like TRUE or \
-         FALSE\nhint: pass `--categorical {column}` when the column holds labels"
+         FALSE\nhint: fix the cell, or train with `--categorical {column}` when the column holds \
+         labels"
     )]
     NotBoolean {
         /// File name.
@@ -142,8 +143,9 @@ pub enum PurchaseError {
     },
     /// The target of a row is missing.
     #[error(
-        "`{file}`, row {row}, column `{column}`: the target is missing\nhint: fill it in, or \
-         pass `--skip-missing-target` to leave such rows out of training (they are counted)"
+        "`{file}`, row {row}, column `{column}`: the target is missing\nhint: fill it in \
+         (`purchase train --skip-missing-target` leaves such rows out of training and counts \
+         them)"
     )]
     MissingTarget {
         /// File name.
