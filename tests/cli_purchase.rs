@@ -447,3 +447,21 @@ fn evaluate_and_predict_hints_name_no_flag_they_refuse() {
         .stderr(predicate::str::contains("row 5, column `returning`"))
         .stderr(predicate::str::contains("train with `--categorical returning`"));
 }
+
+#[test]
+fn a_non_numeric_amount_target_is_refused_before_the_schema_naming_the_task() {
+    // `--task regress` on a yes/no target printed the whole schema table, then said "`TRUE` is
+    // not a number, hint: train with `--categorical bought`", which cannot help for a target.
+    let dir = tempfile::tempdir().unwrap();
+    let data = common::write(dir.path(), "sessions.csv", sessions(50));
+    common::habitlens()
+        .args(["purchase", "train", path(&data), "--target", "bought", "--task", "regress"])
+        .args(["--output", path(&dir.path().join("m"))])
+        .assert()
+        .code(2)
+        .stdout(predicate::str::is_empty())
+        .stderr(predicate::str::contains("row 1, column `bought`: the target `"))
+        .stderr(predicate::str::contains("is not an amount"))
+        .stderr(predicate::str::contains("`--task classify`"))
+        .stderr(predicate::str::contains("--categorical").not());
+}

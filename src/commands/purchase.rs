@@ -81,7 +81,10 @@ fn run_train(args: &PurchaseTrainArgs, ui: Ui) -> anyhow::Result<()> {
     // A bad target fails before the schema is printed or anything is embedded.
     let labels = match args.task {
         Task::Classify => Some(BinaryLabels::infer(&table, target, args.positive.as_deref())?),
-        Task::Regress => None,
+        Task::Regress => {
+            crate::purchase::read_amounts(&table, target)?;
+            None
+        }
     };
     print_schema(&table, &columns, &roles, labels.as_ref())?;
 

@@ -19,6 +19,7 @@ pub mod schema;
 pub mod table;
 pub mod train;
 
+pub(crate) use model::read_amounts;
 pub use model::{
     BinaryMetrics, ModelSchema, PurchaseModel, RegressionMetrics, SCHEMA_FILE, Settings,
     TrainingSummary, Validation, WEIGHTS_FILE,
@@ -137,6 +138,21 @@ pub enum PurchaseError {
         /// Row number.
         row: usize,
         /// Column name.
+        column: String,
+        /// The cell.
+        value: String,
+    },
+    /// An amount target (`--task regress`) holds something that is not a number.
+    #[error(
+        "`{file}`, row {row}, column `{column}`: the target `{value}` is not an amount\nhint: \
+         a yes/no target needs `--task classify`"
+    )]
+    NotAnAmount {
+        /// File name.
+        file: String,
+        /// Row number.
+        row: usize,
+        /// Target column.
         column: String,
         /// The cell.
         value: String,

@@ -383,7 +383,7 @@ impl PurchaseModel {
 }
 
 /// Reads column `index` as amounts, every cell required.
-pub(super) fn read_amounts(table: &Table, index: usize) -> Result<Vec<f64>, PurchaseError> {
+pub(crate) fn read_amounts(table: &Table, index: usize) -> Result<Vec<f64>, PurchaseError> {
     table
         .values(index)
         .enumerate()
@@ -395,7 +395,7 @@ pub(super) fn read_amounts(table: &Table, index: usize) -> Result<Vec<f64>, Purc
                     column: table.headers[index].clone(),
                 });
             }
-            super::schema::parse_number(cell).ok_or_else(|| PurchaseError::NotNumeric {
+            super::schema::parse_number(cell).ok_or_else(|| PurchaseError::NotAnAmount {
                 file: table.file.clone(),
                 row: table.row_number(i),
                 column: table.headers[index].clone(),
