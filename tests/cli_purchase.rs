@@ -465,3 +465,30 @@ fn a_non_numeric_amount_target_is_refused_before_the_schema_naming_the_task() {
         .stderr(predicate::str::contains("`--task classify`"))
         .stderr(predicate::str::contains("--categorical").not());
 }
+
+#[test]
+fn a_failed_train_leaves_no_empty_model_folder() {
+    // The model folder was created (to check it is writable) before the data was read, and
+    // stayed behind, empty, when the data was bad; `predict --model` on it then failed with
+    // "cannot read schema.json" instead of the folder simply not being there.
+    let dir = tempfile::tempdir().unwrap();
+    let text = sessions(50).replacen("\ns3,", "\ns3,\n", 1);
+    let data = common::write(dir.path(), "bad.csv", text);
+    let model = dir.path().join("new-model");
+    common::habitlens()
+        .args(["purchase", "train", path(&data), "--target", "bought"])
+        .args(["--output", path(&model)])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("expected 8 fields"));
+    assert!(!model.exists(), "nothing is left under the model's name");
+
+    // A folder that was already there is left alone.
+    std::fs::create_dir(&model).unwrap();
+    common::habitlens()
+        .args(["purchase", "train", path(&data), "--target", "bought"])
+        .args(["--output", path(&model)])
+        .assert()
+        .code(2);
+    assert!(model.is_dir());
+}

@@ -49,8 +49,19 @@ fn run_train(args: &PurchaseTrainArgs, ui: Ui) -> anyhow::Result<()> {
         ))
         .into());
     }
+    let created = !args.output.exists();
     check_writable(&args.output.join(SCHEMA_FILE))?;
+    let result = train_into(args, pos_weight, ui);
+    if result.is_err() && created {
+        // The folder was made only to check it could be; a failed run leaves nothing. It is
+        // empty unless the model was saved, and `remove_dir` removes only an empty folder.
+        let _ = std::fs::remove_dir(&args.output);
+    }
+    result
+}
 
+/// Reads, trains and saves, once the output folder is known to be writable.
+fn train_into(args: &PurchaseTrainArgs, pos_weight: PosWeight, ui: Ui) -> anyhow::Result<()> {
     // Read, leave out rows without a target when asked, and decide column kinds.
     let table = Table::read(&args.data, None)?;
     let target = table.require(&args.target, "--target")?;
