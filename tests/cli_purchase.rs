@@ -492,3 +492,17 @@ fn a_failed_train_leaves_no_empty_model_folder() {
         .code(2);
     assert!(model.is_dir());
 }
+
+#[test]
+fn the_no_validation_warning_gives_the_real_fraction() {
+    // Two rows at the default `--val-fraction 0.2` leave no validation row; the warning said
+    // "(`--val-fraction` 0)", a setting the user never gave.
+    let dir = tempfile::tempdir().unwrap();
+    let data = common::write(dir.path(), "two.csv", "x,y\n1,TRUE\n2,FALSE\n");
+    common::habitlens()
+        .args(["-q", "purchase", "train", path(&data), "--target", "y", "--epochs", "2"])
+        .args(["--output", path(&dir.path().join("m"))])
+        .assert()
+        .success()
+        .stderr(predicate::str::contains("no validation rows (`--val-fraction` 0.2 of 2 row(s))"));
+}

@@ -271,8 +271,10 @@ fn check_split(
     }
     if val_rows.is_empty() {
         tracing::warn!(
-            "no validation rows (`--val-fraction` 0): training runs all epochs and the threshold \
-             is tuned on the training rows"
+            "no validation rows (`--val-fraction` {} of {} row(s)): training runs all epochs and \
+             the threshold is tuned on the training rows",
+            options.val_fraction,
+            table.len()
         );
     }
     Ok(())
