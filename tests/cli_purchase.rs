@@ -506,3 +506,31 @@ fn the_no_validation_warning_gives_the_real_fraction() {
         .success()
         .stderr(predicate::str::contains("no validation rows (`--val-fraction` 0.2 of 2 row(s))"));
 }
+
+#[test]
+fn a_target_with_more_than_two_values_gets_a_hint_that_fits_them() {
+    // Any target with three or more values got "hint: pass `--task regress` to predict an
+    // amount", also for `TRUE`/`true`/`FALSE` or for words, where regression cannot run; and
+    // the list of values ended in "..." even when it was complete.
+    let dir = tempfile::tempdir().unwrap();
+    let run = |name: &str, values: [&str; 4]| {
+        let mut csv = String::from("x,y\n");
+        for (i, v) in values.iter().cycle().take(20).enumerate() {
+            csv.push_str(&format!("{i},{v}\n"));
+        }
+        let data = common::write(dir.path(), name, csv);
+        common::habitlens()
+            .args(["purchase", "train", path(&data), "--target", "y"])
+            .args(["--output", path(&dir.path().join("m"))])
+            .assert()
+            .code(2)
+    };
+    run("spelling.csv", ["TRUE", "true", "FALSE", "FALSE"])
+        .stderr(predicate::str::contains("has 3 values (`FALSE`, `TRUE`, `true`), a yes/no"))
+        .stderr(predicate::str::contains("spelled more than one way"))
+        .stderr(predicate::str::contains("--task regress").not());
+    run("words.csv", ["red", "green", "blue", "red"])
+        .stderr(predicate::str::contains("exactly two values"));
+    run("numbers.csv", ["1", "2", "3", "4"])
+        .stderr(predicate::str::contains("pass `--task regress` to predict an amount"));
+}

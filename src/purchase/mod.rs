@@ -199,8 +199,8 @@ pub enum PurchaseError {
     },
     /// The target has more than two values.
     #[error(
-        "`{file}`: the target `{column}` has {count} values ({examples}, ...), a yes/no model \
-         needs 2\nhint: pass `--task regress` to predict an amount"
+        "`{file}`: the target `{column}` has {count} values ({examples}{more}), a yes/no model \
+         needs 2\nhint: {hint}"
     )]
     TooManyClasses {
         /// File name.
@@ -211,6 +211,10 @@ pub enum PurchaseError {
         count: usize,
         /// The commonest values.
         examples: String,
+        /// `, ...` when there are more values than examples.
+        more: &'static str,
+        /// What to do: amounts for numbers, consistent spelling for yes/no words.
+        hint: &'static str,
     },
     /// The positive value cannot be told.
     #[error(
