@@ -534,3 +534,22 @@ fn a_target_with_more_than_two_values_gets_a_hint_that_fits_them() {
     run("numbers.csv", ["1", "2", "3", "4"])
         .stderr(predicate::str::contains("pass `--task regress` to predict an amount"));
 }
+
+#[test]
+fn learning_rate_and_weight_decay_must_be_usable_numbers() {
+    // `--lr NaN` was accepted and training then ran without end (minutes of CPU on 1,000
+    // rows that train in a second); `--lr 0` trained nothing and said nothing.
+    let dir = tempfile::tempdir().unwrap();
+    let data = common::write(dir.path(), "sessions.csv", sessions(50));
+    for (flag, value) in
+        [("--lr", "NaN"), ("--lr", "0"), ("--lr", "inf"), ("--weight-decay", "NaN")]
+    {
+        common::habitlens()
+            .args(["purchase", "train", path(&data), "--target", "bought", flag, value])
+            .args(["--output", path(&dir.path().join("m"))])
+            .timeout(std::time::Duration::from_secs(60))
+            .assert()
+            .code(2)
+            .stderr(predicate::str::contains(format!("invalid value '{value}' for '{flag}")));
+    }
+}
