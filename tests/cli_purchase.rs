@@ -553,3 +553,21 @@ fn learning_rate_and_weight_decay_must_be_usable_numbers() {
             .stderr(predicate::str::contains(format!("invalid value '{value}' for '{flag}")));
     }
 }
+
+#[test]
+fn a_diverging_training_run_stops_with_an_error_instead_of_spinning() {
+    // `--lr 1e8` is a valid setting, but the weights go to NaN within an epoch, and tuning the
+    // threshold on NaN probabilities then never finished.
+    let dir = tempfile::tempdir().unwrap();
+    let data = common::write(dir.path(), "sessions.csv", sessions(200));
+    let model = dir.path().join("m");
+    common::habitlens()
+        .args(["-q", "purchase", "train", path(&data), "--target", "bought", "--lr", "1e8"])
+        .args(["--epochs", "3", "--ignore", "spent", "--output", path(&model)])
+        .timeout(std::time::Duration::from_secs(60))
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("training diverged"))
+        .stderr(predicate::str::contains("lower `--lr`"));
+    assert!(!model.exists(), "no model is written");
+}

@@ -241,6 +241,19 @@ pub enum PurchaseError {
         /// The two values.
         values: String,
     },
+    /// Training diverged: the network's outputs are not numbers.
+    #[error(
+        "`{file}`: training diverged: after {epochs} epoch(s) the network's outputs are not \
+         numbers\nhint: lower `--lr` (it was {lr})"
+    )]
+    Diverged {
+        /// File name.
+        file: String,
+        /// Epochs run.
+        epochs: usize,
+        /// The learning rate.
+        lr: f64,
+    },
     /// Too few rows to split into training and validation.
     #[error("`{file}`: {problem}")]
     TooFewRows {
