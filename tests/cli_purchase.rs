@@ -366,6 +366,15 @@ fn output_paths_that_would_lose_data_or_fail_late_are_refused_up_front() {
         .code(2)
         .stderr(predicate::str::contains("is the input file"));
     assert_eq!(std::fs::read(&data).unwrap(), before, "the input is untouched");
+    // `--report` the model's own schema.json: the report replaced the model.
+    let schema = std::fs::read(model.join("schema.json")).unwrap();
+    common::habitlens()
+        .args(["purchase", "evaluate", path(&data), "--model", path(&model)])
+        .args(["--report", path(&model.join("schema.json"))])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("is the model's schema"));
+    assert_eq!(std::fs::read(model.join("schema.json")).unwrap(), schema);
 
     // A folder as the output file was exit 1 ("Is a directory"), and `evaluate` only found out
     // after all its work.

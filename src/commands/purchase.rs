@@ -166,7 +166,7 @@ fn run_predict(args: &PurchasePredictArgs, ui: Ui) -> anyhow::Result<()> {
         OutputFormat::Csv => false,
         OutputFormat::Jsonl => true,
     };
-    check_output_file(&args.output, &args.data, "--output")?;
+    check_output_file(&args.output, "--output", &[(&args.data, "the input file")])?;
     let model = PurchaseModel::load(&args.model)?;
     check_threshold(&model, args.threshold)?;
     let table = Table::read(&args.data, None)?;
@@ -250,7 +250,16 @@ struct ImportanceReport<'a> {
 
 fn run_evaluate(args: &PurchaseEvaluateArgs, ui: Ui) -> anyhow::Result<()> {
     if let Some(report) = &args.report {
-        check_output_file(report, &args.data, "--report")?;
+        let (schema, weights) = (args.model.join(SCHEMA_FILE), args.model.join(WEIGHTS_FILE));
+        check_output_file(
+            report,
+            "--report",
+            &[
+                (&args.data, "the input file"),
+                (&schema, "the model's schema"),
+                (&weights, "the model's weights"),
+            ],
+        )?;
         check_writable(report)?;
     }
     let model = PurchaseModel::load(&args.model)?;
@@ -339,25 +348,25 @@ fn check_threshold(model: &PurchaseModel, threshold: Option<f32>) -> Result<(), 
     }
 }
 
-/// Refuses an output file that is a folder or the input itself (which the run would replace with
-/// its results), before any work is done.
-fn check_output_file(output: &Path, input: &Path, flag: &str) -> Result<(), UsageError> {
+/// Refuses an output file that is a folder, or one of the files the run reads (`reads`: each
+/// path with what it is), which the run would replace with its results; before any work is done.
+fn check_output_file(output: &Path, flag: &str, reads: &[(&Path, &str)]) -> Result<(), UsageError> {
     if output.is_dir() {
         return Err(UsageError(format!(
             "`{flag}` `{}` is a folder; name a file inside it",
             output.display()
         )));
     }
-    let same = match (std::fs::canonicalize(output), std::fs::canonicalize(input)) {
-        (Ok(a), Ok(b)) => a == b,
-        _ => false,
+    let Ok(output_real) = std::fs::canonicalize(output) else {
+        return Ok(()); // not there yet, so nothing is overwritten
     };
-    if same {
-        return Err(UsageError(format!(
-            "`{flag}` `{}` is the input file; writing there would replace the data with the \
-             results",
-            output.display()
-        )));
+    for (read, what) in reads {
+        if std::fs::canonicalize(read).is_ok_and(|r| r == output_real) {
+            return Err(UsageError(format!(
+                "`{flag}` `{}` is {what}; writing there would replace it with the results",
+                output.display()
+            )));
+        }
     }
     Ok(())
 }
