@@ -580,3 +580,34 @@ fn a_diverging_training_run_stops_with_an_error_instead_of_spinning() {
         .stderr(predicate::str::contains("lower `--lr`"));
     assert!(!model.exists(), "no model is written");
 }
+
+#[test]
+fn importance_on_rows_with_one_outcome_is_an_error_not_a_table_of_zeros() {
+    // With no buyer among the rows ROC-AUC is undefined ("-" in the table, null in the report),
+    // yet `--importance` printed "roc_auc 0.0000 before shuffling" and a drop of 0 for every
+    // column, as if no column mattered.
+    let dir = tempfile::tempdir().unwrap();
+    let data = common::write(dir.path(), "sessions.csv", sessions(300));
+    let model = train(dir.path(), &data, "5");
+    let no_buyers: String = sessions(300)
+        .lines()
+        .enumerate()
+        .filter(|(i, l)| *i == 0 || l.contains(",FALSE,0.0"))
+        .map(|(_, l)| format!("{l}\n"))
+        .collect();
+    let no_buyers = common::write(dir.path(), "no-buyers.csv", no_buyers);
+    let report = dir.path().join("report.json");
+    common::habitlens()
+        .args(["purchase", "evaluate", path(&no_buyers), "--model", path(&model)])
+        .args(["--importance", "--report", path(&report)])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("`--importance` measures the drop in ROC-AUC"))
+        .stderr(predicate::str::contains("it needs both outcomes"));
+    assert!(!report.exists());
+    // Without `--importance` the same rows still evaluate.
+    common::habitlens()
+        .args(["purchase", "evaluate", path(&no_buyers), "--model", path(&model)])
+        .assert()
+        .success();
+}

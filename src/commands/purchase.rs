@@ -276,8 +276,14 @@ fn run_evaluate(args: &PurchaseEvaluateArgs, ui: Ui) -> anyhow::Result<()> {
         Task::Regress => (Truth::Amounts(model.amount_targets(&table)?), "r2"),
     };
     let importance = if args.importance {
-        let (baseline, columns) =
-            permutation_importance(&model, &features, &truth, args.repeats, args.seed)?;
+        let (baseline, columns) = permutation_importance(
+            &model,
+            &features,
+            &truth,
+            args.repeats,
+            args.seed,
+            &table.file,
+        )?;
         Some((baseline, columns))
     } else {
         None

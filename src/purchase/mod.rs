@@ -241,6 +241,20 @@ pub enum PurchaseError {
         /// The two values.
         values: String,
     },
+    /// Permutation importance was asked for on rows where its score is undefined.
+    #[error(
+        "`{file}`: `--importance` measures the drop in {metric}, which is undefined on these \
+         rows: it needs {needs}\nhint: evaluate importance on rows with {needs}, or leave out \
+         `--importance`"
+    )]
+    ImportanceUndefined {
+        /// File name.
+        file: String,
+        /// The score.
+        metric: &'static str,
+        /// What the rows lack.
+        needs: &'static str,
+    },
     /// Training diverged: the network's outputs are not numbers.
     #[error(
         "`{file}`: training diverged: after {epochs} epoch(s) the network's outputs are not \
