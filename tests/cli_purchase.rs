@@ -393,6 +393,20 @@ fn output_paths_that_would_lose_data_or_fail_late_are_refused_up_front() {
         .code(2)
         .stdout(predicate::str::is_empty())
         .stderr(predicate::str::contains("is a folder"));
+    // A path below a file was exit 1 ("Not a directory").
+    let below = data.join("out.csv");
+    common::habitlens()
+        .args(["purchase", "predict", path(&data), "--model", path(&model)])
+        .args(["--output", path(&below)])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("is a file, not a folder"));
+    common::habitlens()
+        .args(["-q", "purchase", "train", path(&data), "--target", "bought"])
+        .args(["--epochs", "2", "--output", path(&data.join("sub").join("model"))])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("is a file, not a folder"));
     // A file as the model folder was exit 1 ("File exists").
     common::habitlens()
         .args(["-q", "purchase", "train", path(&data), "--target", "bought"])

@@ -42,6 +42,7 @@ fn run_train(args: &PurchaseTrainArgs, ui: Ui) -> anyhow::Result<()> {
     if args.batch_size == 0 || args.epochs == 0 {
         return Err(UsageError("`--batch-size` and `--epochs` must be at least 1".into()).into());
     }
+    check_parent_folders(&args.output, "--output")?;
     if args.output.exists() && !args.output.is_dir() {
         return Err(UsageError(format!(
             "`--output` `{}` is a file; `purchase train` writes a model folder there",
@@ -357,6 +358,7 @@ fn check_threshold(model: &PurchaseModel, threshold: Option<f32>) -> Result<(), 
 /// Refuses an output file that is a folder, or one of the files the run reads (`reads`: each
 /// path with what it is), which the run would replace with its results; before any work is done.
 fn check_output_file(output: &Path, flag: &str, reads: &[(&Path, &str)]) -> Result<(), UsageError> {
+    check_parent_folders(output, flag)?;
     if output.is_dir() {
         return Err(UsageError(format!(
             "`{flag}` `{}` is a folder; name a file inside it",
@@ -375,6 +377,20 @@ fn check_output_file(output: &Path, flag: &str, reads: &[(&Path, &str)]) -> Resu
         }
     }
     Ok(())
+}
+
+/// Refuses a path below a file (`data.csv/out.csv`), which cannot be created: the nearest part
+/// of the path that exists must be a folder.
+fn check_parent_folders(output: &Path, flag: &str) -> Result<(), UsageError> {
+    let existing = output.ancestors().skip(1).find(|a| !a.as_os_str().is_empty() && a.exists());
+    match existing {
+        Some(a) if !a.is_dir() => Err(UsageError(format!(
+            "`{flag}` `{}` cannot be created: `{}` is a file, not a folder",
+            output.display(),
+            a.display()
+        ))),
+        _ => Ok(()),
+    }
 }
 
 enum OutputFormat {
