@@ -436,6 +436,7 @@ fn outputs_get_the_mode_a_plain_file_gets_not_owner_only() {
     // `data` was made by `std::fs::write`: what the umask gives a new file.
     assert_eq!(mode(&out), mode(&data), "predictions");
     assert_eq!(mode(&model.join("schema.json")), mode(&data), "schema.json");
+    assert_eq!(mode(&model.join("model.safetensors")), mode(&data), "model.safetensors");
 }
 
 #[test]

@@ -222,9 +222,20 @@ impl PurchaseModel {
         let schema_path = dir.join(SCHEMA_FILE);
         std::fs::create_dir_all(dir)
             .map_err(|e| PurchaseError::ModelWrite { path: dir.to_path_buf(), source: e.into() })?;
-        self.mlp.save(&dir.join(WEIGHTS_FILE))?;
-        crate::output::write_json(&schema_path, &self.schema)
-            .map_err(|e| PurchaseError::ModelWrite { path: schema_path, source: e.into() })
+        let weights_path = dir.join(WEIGHTS_FILE);
+        self.mlp.save(&weights_path)?;
+        crate::output::write_json(&schema_path, &self.schema).map_err(|e| {
+            PurchaseError::ModelWrite { path: schema_path.clone(), source: e.into() }
+        })?;
+        // `Mlp::save` renames an owner-only (0600) temporary file into place; give the weights
+        // the mode the schema got (a plain new file's), so the folder is readable as a whole.
+        let mode = std::fs::metadata(&schema_path).map(|m| m.permissions());
+        if let Ok(mode) = mode {
+            std::fs::set_permissions(&weights_path, mode).map_err(|e| {
+                PurchaseError::ModelWrite { path: weights_path.clone(), source: e.into() }
+            })?;
+        }
+        Ok(())
     }
 
     /// Reads the model folder `dir`.
