@@ -626,3 +626,21 @@ fn importance_on_rows_with_one_outcome_is_an_error_not_a_table_of_zeros() {
         .assert()
         .success();
 }
+
+#[test]
+fn invalid_utf8_names_the_column() {
+    // A Latin-1 cell gave "`f.csv`, row 2 (line 3): invalid UTF-8": no column, though bad input
+    // errors name the file, row and column, and no word on what to do.
+    let dir = tempfile::tempdir().unwrap();
+    let data =
+        common::write(dir.path(), "latin1.csv", b"x,city,y\n1,Rome,TRUE\n2,Sa\xefda,FALSE\n");
+    common::habitlens()
+        .args(["purchase", "train", path(&data), "--target", "y"])
+        .args(["--output", path(&dir.path().join("m"))])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains(
+            "row 2 (line 3): column `city`: invalid UTF-8 at byte 2 of the field",
+        ))
+        .stderr(predicate::str::contains("reads UTF-8 only"));
+}
