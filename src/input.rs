@@ -97,6 +97,26 @@ pub enum InputError {
         /// What to do.
         hint: String,
     },
+    /// The file has no header row at all.
+    #[error("`{file}` is empty: no header row")]
+    Empty {
+        /// File name.
+        file: String,
+    },
+    /// A column that was asked for is named twice in the header.
+    #[error(
+        "`{file}` has {count} columns named `{column}`, so `{flag}` is ambiguous\nhint: rename the columns so each name is used once"
+    )]
+    DuplicateColumn {
+        /// File name.
+        file: String,
+        /// Column asked for.
+        column: String,
+        /// How many columns have that name.
+        count: usize,
+        /// The flag that named it.
+        flag: String,
+    },
     /// No text column was named and none could be chosen.
     #[error(
         "`{file}` has several columns and none is called `text`; its columns are: {available}\nhint: pass `--text-column NAME`"
@@ -276,7 +296,19 @@ impl Reader {
                     })
                     .map(|h| h.trim_start_matches('\u{feff}').to_string())
                     .collect();
+                if headers.is_empty() {
+                    return Err(InputError::Empty { file });
+                }
                 let find = |name: &str, flag: &str| {
+                    let count = headers.iter().filter(|h| *h == name).count();
+                    if count > 1 {
+                        return Err(InputError::DuplicateColumn {
+                            file: file.clone(),
+                            column: name.to_string(),
+                            count,
+                            flag: flag.to_string(),
+                        });
+                    }
                     headers.iter().position(|h| h == name).ok_or_else(|| {
                         InputError::MissingColumn {
                             file: file.clone(),
@@ -531,6 +563,38 @@ mod tests {
         );
         let options = ReadOptions { encoding: TextEncoding::Latin1, ..Default::default() };
         assert_eq!(read_all(&path, options).unwrap()[1].text, "café au lait");
+    }
+
+    #[test]
+    fn empty_csv_says_so() {
+        // An empty file was reported as having "several columns and none is called `text`".
+        let (_d, path) = write_temp("r.csv", b"");
+        let msg = read_all(&path, ReadOptions::default()).unwrap_err().to_string();
+        assert_eq!(msg, format!("`{}` is empty: no header row", path.display()));
+        let options = ReadOptions { text_column: Some("review".into()), ..Default::default() };
+        let msg = read_all(&path, options).unwrap_err().to_string();
+        assert!(msg.contains("is empty: no header row"), "{msg}");
+    }
+
+    #[test]
+    fn a_named_column_that_appears_twice_is_an_error() {
+        // `--text-column review` on `id,review,review` silently read the first of the two.
+        let (_d, path) = write_temp("r.csv", b"id,review,review\n1,a,b\n");
+        let options = ReadOptions { text_column: Some("review".into()), ..Default::default() };
+        let msg = read_all(&path, options).unwrap_err().to_string();
+        assert!(
+            msg.contains("2 columns named `review`") && msg.contains("`--text-column`"),
+            "{msg}"
+        );
+        let options = ReadOptions {
+            text_column: Some("id".into()),
+            id_column: Some("review".into()),
+            ..Default::default()
+        };
+        assert!(read_all(&path, options).unwrap_err().to_string().contains("`--id-column`"));
+        // Duplicates among columns nobody asked for do not matter.
+        let options = ReadOptions { text_column: Some("id".into()), ..Default::default() };
+        assert_eq!(read_all(&path, options).unwrap()[0].text, "1");
     }
 
     #[test]

@@ -53,6 +53,22 @@ fn fraction(s: &str) -> Result<f64, String> {
     }
 }
 
+/// A learning rate: a finite number above 0 (`NaN` made training spin without end).
+fn learning_rate(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(x) if x.is_finite() && x > 0.0 => Ok(x),
+        _ => Err(format!("expected a number above 0, got `{s}`")),
+    }
+}
+
+/// A weight decay: a finite number, 0 or more.
+fn weight_decay(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(x) if x.is_finite() && x >= 0.0 => Ok(x),
+        _ => Err(format!("expected a number, 0 or more, got `{s}`")),
+    }
+}
+
 fn dropout(s: &str) -> Result<f32, String> {
     match s.parse::<f32>() {
         Ok(p) if (0.0..1.0).contains(&p) => Ok(p),
@@ -136,10 +152,10 @@ pub struct PurchaseTrainArgs {
     #[arg(long, default_value_t = 15, value_name = "N", help_heading = "Network")]
     pub patience: usize,
     /// AdamW learning rate.
-    #[arg(long, default_value_t = 1e-3, value_name = "X", help_heading = "Network")]
+    #[arg(long, value_parser = learning_rate, default_value_t = 1e-3, value_name = "X", help_heading = "Network")]
     pub lr: f64,
     /// AdamW decoupled weight decay.
-    #[arg(long, default_value_t = 1e-2, value_name = "X", help_heading = "Network")]
+    #[arg(long, value_parser = weight_decay, default_value_t = 1e-2, value_name = "X", help_heading = "Network")]
     pub weight_decay: f64,
     /// Rows per optimiser step.
     #[arg(long, default_value_t = 64, value_name = "N", help_heading = "Network")]

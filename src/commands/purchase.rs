@@ -42,8 +42,27 @@ fn run_train(args: &PurchaseTrainArgs, ui: Ui) -> anyhow::Result<()> {
     if args.batch_size == 0 || args.epochs == 0 {
         return Err(UsageError("`--batch-size` and `--epochs` must be at least 1".into()).into());
     }
+    check_parent_folders(&args.output, "--output")?;
+    if args.output.exists() && !args.output.is_dir() {
+        return Err(UsageError(format!(
+            "`--output` `{}` is a file; `purchase train` writes a model folder there",
+            args.output.display()
+        ))
+        .into());
+    }
+    let created = !args.output.exists();
     check_writable(&args.output.join(SCHEMA_FILE))?;
+    let result = train_into(args, pos_weight, ui);
+    if result.is_err() && created {
+        // The folder was made only to check it could be; a failed run leaves nothing. It is
+        // empty unless the model was saved, and `remove_dir` removes only an empty folder.
+        let _ = std::fs::remove_dir(&args.output);
+    }
+    result
+}
 
+/// Reads, trains and saves, once the output folder is known to be writable.
+fn train_into(args: &PurchaseTrainArgs, pos_weight: PosWeight, ui: Ui) -> anyhow::Result<()> {
     // Read, leave out rows without a target when asked, and decide column kinds.
     let table = Table::read(&args.data, None)?;
     let target = table.require(&args.target, "--target")?;
@@ -74,7 +93,10 @@ fn run_train(args: &PurchaseTrainArgs, ui: Ui) -> anyhow::Result<()> {
     // A bad target fails before the schema is printed or anything is embedded.
     let labels = match args.task {
         Task::Classify => Some(BinaryLabels::infer(&table, target, args.positive.as_deref())?),
-        Task::Regress => None,
+        Task::Regress => {
+            crate::purchase::read_amounts(&table, target)?;
+            None
+        }
     };
     print_schema(&table, &columns, &roles, labels.as_ref())?;
 
@@ -118,7 +140,7 @@ fn run_train(args: &PurchaseTrainArgs, ui: Ui) -> anyhow::Result<()> {
     model.save(&args.output).with_context(|| format!("saving `{}`", args.output.display()))?;
 
     let t = &model.schema.training;
-    println!(
+    say(format_args!(
         "trained on {} rows, validated on {} ({} epochs, best {}, {:.1}s); {} features",
         t.train_rows,
         t.validation_rows,
@@ -126,14 +148,17 @@ fn run_train(args: &PurchaseTrainArgs, ui: Ui) -> anyhow::Result<()> {
         t.best_epoch,
         started.elapsed().as_secs_f64(),
         model.schema.features.len()
-    );
+    ))?;
     match &model.schema.validation {
         crate::purchase::Validation::Binary(m) => {
             print_binary("validation", m)?;
         }
         crate::purchase::Validation::Regression(m) => print_regression("validation", m)?,
     }
-    println!("model written to {} ({WEIGHTS_FILE}, {SCHEMA_FILE})", args.output.display());
+    say(format_args!(
+        "model written to {} ({WEIGHTS_FILE}, {SCHEMA_FILE})",
+        args.output.display()
+    ))?;
     Ok(())
 }
 
@@ -142,6 +167,7 @@ fn run_predict(args: &PurchasePredictArgs, ui: Ui) -> anyhow::Result<()> {
         OutputFormat::Csv => false,
         OutputFormat::Jsonl => true,
     };
+    check_output_file(&args.output, "--output", &[(&args.data, "the input file")])?;
     let model = PurchaseModel::load(&args.model)?;
     check_threshold(&model, args.threshold)?;
     let table = Table::read(&args.data, None)?;
@@ -225,6 +251,16 @@ struct ImportanceReport<'a> {
 
 fn run_evaluate(args: &PurchaseEvaluateArgs, ui: Ui) -> anyhow::Result<()> {
     if let Some(report) = &args.report {
+        let (schema, weights) = (args.model.join(SCHEMA_FILE), args.model.join(WEIGHTS_FILE));
+        check_output_file(
+            report,
+            "--report",
+            &[
+                (&args.data, "the input file"),
+                (&schema, "the model's schema"),
+                (&weights, "the model's weights"),
+            ],
+        )?;
         check_writable(report)?;
     }
     let model = PurchaseModel::load(&args.model)?;
@@ -241,8 +277,14 @@ fn run_evaluate(args: &PurchaseEvaluateArgs, ui: Ui) -> anyhow::Result<()> {
         Task::Regress => (Truth::Amounts(model.amount_targets(&table)?), "r2"),
     };
     let importance = if args.importance {
-        let (baseline, columns) =
-            permutation_importance(&model, &features, &truth, args.repeats, args.seed)?;
+        let (baseline, columns) = permutation_importance(
+            &model,
+            &features,
+            &truth,
+            args.repeats,
+            args.seed,
+            &table.file,
+        )?;
         Some((baseline, columns))
     } else {
         None
@@ -291,12 +333,11 @@ fn run_evaluate(args: &PurchaseEvaluateArgs, ui: Ui) -> anyhow::Result<()> {
         for c in columns {
             grid.add_row([c.column.clone(), format!("{:.4}", c.drop), format!("{:.4}", c.std)]);
         }
-        writeln!(
-            std::io::stdout(),
+        say(format_args!(
             "permutation importance ({metric} {baseline:.4} before shuffling, {} shuffle(s) per \
              column):\n{grid}",
             args.repeats.max(1)
-        )?;
+        ))?;
     }
     Ok(())
 }
@@ -310,6 +351,44 @@ fn check_threshold(model: &PurchaseModel, threshold: Option<f32>) -> Result<(), 
         Some(t) if !(0.0..=1.0).contains(&t) => {
             Err(UsageError(format!("`--threshold` must be a probability in [0, 1], got {t}")))
         }
+        _ => Ok(()),
+    }
+}
+
+/// Refuses an output file that is a folder, or one of the files the run reads (`reads`: each
+/// path with what it is), which the run would replace with its results; before any work is done.
+fn check_output_file(output: &Path, flag: &str, reads: &[(&Path, &str)]) -> Result<(), UsageError> {
+    check_parent_folders(output, flag)?;
+    if output.is_dir() {
+        return Err(UsageError(format!(
+            "`{flag}` `{}` is a folder; name a file inside it",
+            output.display()
+        )));
+    }
+    let Ok(output_real) = std::fs::canonicalize(output) else {
+        return Ok(()); // not there yet, so nothing is overwritten
+    };
+    for (read, what) in reads {
+        if std::fs::canonicalize(read).is_ok_and(|r| r == output_real) {
+            return Err(UsageError(format!(
+                "`{flag}` `{}` is {what}; writing there would replace it with the results",
+                output.display()
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Refuses a path below a file (`data.csv/out.csv`), which cannot be created: the nearest part
+/// of the path that exists must be a folder.
+fn check_parent_folders(output: &Path, flag: &str) -> Result<(), UsageError> {
+    let existing = output.ancestors().skip(1).find(|a| !a.as_os_str().is_empty() && a.exists());
+    match existing {
+        Some(a) if !a.is_dir() => Err(UsageError(format!(
+            "`{flag}` `{}` cannot be created: `{}` is a file, not a folder",
+            output.display(),
+            a.display()
+        ))),
         _ => Ok(()),
     }
 }
@@ -396,6 +475,27 @@ fn embed_column(
     Ok(TextVectors { dimension, values, blank })
 }
 
+/// Set once stdout turns out to be closed (`habitlens purchase ... | head`).
+static STDOUT_CLOSED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Prints a line of the report on stdout. The tables are a by-product: the model folder and the
+/// `--report` file are the results, so a closed stdout stops the printing, not the run, which
+/// still writes them and exits 0. Other write errors still fail the run.
+fn say(args: std::fmt::Arguments) -> std::io::Result<()> {
+    use std::sync::atomic::Ordering;
+    if STDOUT_CLOSED.load(Ordering::Relaxed) {
+        return Ok(());
+    }
+    let mut out = std::io::stdout().lock();
+    match out.write_fmt(args).and_then(|()| out.write_all(b"\n")).and_then(|()| out.flush()) {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {
+            STDOUT_CLOSED.store(true, Ordering::Relaxed);
+            Ok(())
+        }
+        other => other,
+    }
+}
+
 fn grid<const N: usize>(header: [&str; N]) -> Grid {
     let mut grid = Grid::new();
     grid.load_preset(UTF8_FULL_CONDENSED)
@@ -442,7 +542,7 @@ fn print_schema(
             );
         }
     }
-    writeln!(std::io::stdout(), "schema of {} ({} rows):\n{grid}", table.file, table.len())?;
+    say(format_args!("schema of {} ({} rows):\n{grid}", table.file, table.len()))?;
     Ok(())
 }
 
@@ -463,7 +563,7 @@ fn print_binary(what: &str, m: &BinaryMetrics) -> anyhow::Result<()> {
     ] {
         grid.add_row([name.to_string(), value]);
     }
-    writeln!(std::io::stdout(), "{what}:\n{grid}")?;
+    say(format_args!("{what}:\n{grid}"))?;
     Ok(())
 }
 
@@ -478,6 +578,6 @@ fn print_regression(what: &str, m: &RegressionMetrics) -> anyhow::Result<()> {
     ] {
         grid.add_row([name.to_string(), value]);
     }
-    writeln!(std::io::stdout(), "{what}:\n{grid}")?;
+    say(format_args!("{what}:\n{grid}"))?;
     Ok(())
 }

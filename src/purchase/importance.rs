@@ -34,17 +34,26 @@ pub struct ColumnImportance {
 /// important first. Each column is shuffled `repeats` times with a generator seeded by `seed`.
 ///
 /// # Errors
-/// Fails when the network fails.
+/// Fails when the network fails, or when the score is undefined on these rows (ROC-AUC with one
+/// outcome only, R² with amounts that do not vary): every drop would read 0. `file` names the
+/// rows in that message.
 pub fn permutation_importance(
     model: &PurchaseModel,
     features: &[f32],
     truth: &Truth,
     repeats: usize,
     seed: u64,
+    file: &str,
 ) -> Result<(f64, Vec<ColumnImportance>), PurchaseError> {
     let width = model.schema.encoder.width();
     let rows = features.len() / width.max(1);
-    let baseline = score(&model.predict_features(features)?, truth);
+    let Some(baseline) = defined_score(&model.predict_features(features)?, truth) else {
+        let (metric, needs) = match truth {
+            Truth::Binary(_) => ("ROC-AUC", "both outcomes"),
+            Truth::Amounts(_) => ("R²", "amounts that vary"),
+        };
+        return Err(PurchaseError::ImportanceUndefined { file: file.to_string(), metric, needs });
+    };
     let mut rng = SplitMix::new(seed);
     let mut shuffled = features.to_vec();
     let mut out = Vec::new();
@@ -78,11 +87,16 @@ pub fn permutation_importance(
 
 /// ROC-AUC or R² (0 when undefined).
 fn score(predicted: &[f64], truth: &Truth) -> f64 {
+    defined_score(predicted, truth).unwrap_or(0.0)
+}
+
+/// ROC-AUC or R², `None` when undefined.
+fn defined_score(predicted: &[f64], truth: &Truth) -> Option<f64> {
     match truth {
         Truth::Binary(positives) => {
             let p: Vec<f32> = predicted.iter().map(|&v| v as f32).collect();
-            binary::roc_auc(&p, positives).unwrap_or(0.0)
+            binary::roc_auc(&p, positives)
         }
-        Truth::Amounts(actual) => regression::r2(predicted, actual).unwrap_or(0.0),
+        Truth::Amounts(actual) => regression::r2(predicted, actual),
     }
 }

@@ -19,6 +19,7 @@ pub mod schema;
 pub mod table;
 pub mod train;
 
+pub(crate) use model::read_amounts;
 pub use model::{
     BinaryMetrics, ModelSchema, PurchaseModel, RegressionMetrics, SCHEMA_FILE, Settings,
     TrainingSummary, Validation, WEIGHTS_FILE,
@@ -113,7 +114,7 @@ pub enum PurchaseError {
     /// A numeric column holds something else.
     #[error(
         "`{file}`, row {row}, column `{column}`: `{value}` is not a number\nhint: fix the cell, \
-         or pass `--categorical {column}` when the column holds labels"
+         or train with `--categorical {column}` when the column holds labels"
     )]
     NotNumeric {
         /// File name.
@@ -128,7 +129,8 @@ pub enum PurchaseError {
     /// A boolean column holds something else.
     #[error(
         "`{file}`, row {row}, column `{column}`: `{value}` is not a yes/no value like TRUE or \
-         FALSE\nhint: pass `--categorical {column}` when the column holds labels"
+         FALSE\nhint: fix the cell, or train with `--categorical {column}` when the column holds \
+         labels"
     )]
     NotBoolean {
         /// File name.
@@ -140,10 +142,26 @@ pub enum PurchaseError {
         /// The cell.
         value: String,
     },
+    /// An amount target (`--task regress`) holds something that is not a number.
+    #[error(
+        "`{file}`, row {row}, column `{column}`: the target `{value}` is not an amount\nhint: \
+         a yes/no target needs `--task classify`"
+    )]
+    NotAnAmount {
+        /// File name.
+        file: String,
+        /// Row number.
+        row: usize,
+        /// Target column.
+        column: String,
+        /// The cell.
+        value: String,
+    },
     /// The target of a row is missing.
     #[error(
-        "`{file}`, row {row}, column `{column}`: the target is missing\nhint: fill it in, or \
-         pass `--skip-missing-target` to leave such rows out of training (they are counted)"
+        "`{file}`, row {row}, column `{column}`: the target is missing\nhint: fill it in \
+         (`purchase train --skip-missing-target` leaves such rows out of training and counts \
+         them)"
     )]
     MissingTarget {
         /// File name.
@@ -181,8 +199,8 @@ pub enum PurchaseError {
     },
     /// The target has more than two values.
     #[error(
-        "`{file}`: the target `{column}` has {count} values ({examples}, ...), a yes/no model \
-         needs 2\nhint: pass `--task regress` to predict an amount"
+        "`{file}`: the target `{column}` has {count} values ({examples}{more}), a yes/no model \
+         needs 2\nhint: {hint}"
     )]
     TooManyClasses {
         /// File name.
@@ -193,6 +211,10 @@ pub enum PurchaseError {
         count: usize,
         /// The commonest values.
         examples: String,
+        /// `, ...` when there are more values than examples.
+        more: &'static str,
+        /// What to do: amounts for numbers, consistent spelling for yes/no words.
+        hint: &'static str,
     },
     /// The positive value cannot be told.
     #[error(
@@ -218,6 +240,33 @@ pub enum PurchaseError {
         positive: String,
         /// The two values.
         values: String,
+    },
+    /// Permutation importance was asked for on rows where its score is undefined.
+    #[error(
+        "`{file}`: `--importance` measures the drop in {metric}, which is undefined on these \
+         rows: it needs {needs}\nhint: evaluate importance on rows with {needs}, or leave out \
+         `--importance`"
+    )]
+    ImportanceUndefined {
+        /// File name.
+        file: String,
+        /// The score.
+        metric: &'static str,
+        /// What the rows lack.
+        needs: &'static str,
+    },
+    /// Training diverged: the network's outputs are not numbers.
+    #[error(
+        "`{file}`: training diverged: after {epochs} epoch(s) the network's outputs are not \
+         numbers\nhint: lower `--lr` (it was {lr})"
+    )]
+    Diverged {
+        /// File name.
+        file: String,
+        /// Epochs run.
+        epochs: usize,
+        /// The learning rate.
+        lr: f64,
     },
     /// Too few rows to split into training and validation.
     #[error("`{file}`: {problem}")]

@@ -222,9 +222,12 @@ impl PurchaseModel {
         let schema_path = dir.join(SCHEMA_FILE);
         std::fs::create_dir_all(dir)
             .map_err(|e| PurchaseError::ModelWrite { path: dir.to_path_buf(), source: e.into() })?;
-        self.mlp.save(&dir.join(WEIGHTS_FILE))?;
-        crate::output::write_json(&schema_path, &self.schema)
-            .map_err(|e| PurchaseError::ModelWrite { path: schema_path, source: e.into() })
+        let weights_path = dir.join(WEIGHTS_FILE);
+        self.mlp.save(&weights_path)?;
+        crate::output::write_json(&schema_path, &self.schema).map_err(|e| {
+            PurchaseError::ModelWrite { path: schema_path.clone(), source: e.into() }
+        })?;
+        Ok(())
     }
 
     /// Reads the model folder `dir`.
@@ -383,7 +386,7 @@ impl PurchaseModel {
 }
 
 /// Reads column `index` as amounts, every cell required.
-pub(super) fn read_amounts(table: &Table, index: usize) -> Result<Vec<f64>, PurchaseError> {
+pub(crate) fn read_amounts(table: &Table, index: usize) -> Result<Vec<f64>, PurchaseError> {
     table
         .values(index)
         .enumerate()
@@ -395,7 +398,7 @@ pub(super) fn read_amounts(table: &Table, index: usize) -> Result<Vec<f64>, Purc
                     column: table.headers[index].clone(),
                 });
             }
-            super::schema::parse_number(cell).ok_or_else(|| PurchaseError::NotNumeric {
+            super::schema::parse_number(cell).ok_or_else(|| PurchaseError::NotAnAmount {
                 file: table.file.clone(),
                 row: table.row_number(i),
                 column: table.headers[index].clone(),

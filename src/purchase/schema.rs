@@ -209,10 +209,21 @@ impl BinaryLabels {
             2 => {}
             n => {
                 values.sort_by_key(|v| std::cmp::Reverse(v.1));
+                let hint = if values.iter().all(|(v, _)| parse_number(v).is_some()) {
+                    "pass `--task regress` to predict an amount"
+                } else if values.iter().all(|(v, _)| parse_bool(v).is_some()) {
+                    "the yes/no values are spelled more than one way (the target is read as \
+                     written); write each one the same way throughout"
+                } else {
+                    "a yes/no model needs a target with exactly two values; `--task regress` \
+                     needs numbers"
+                };
                 return Err(PurchaseError::TooManyClasses {
                     file: table.file.clone(),
                     column: column.clone(),
                     count: n,
+                    more: if n > 5 { ", ..." } else { "" },
+                    hint,
                     examples: values
                         .iter()
                         .take(5)

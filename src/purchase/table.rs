@@ -66,7 +66,7 @@ impl Table {
             csv::ReaderBuilder::new().delimiter(delimiter).has_headers(true).from_reader(reader);
         let headers: Vec<String> = csv
             .headers()
-            .map_err(|e| csv_error(&file, 0, e))?
+            .map_err(|e| csv_error(&file, 0, e, &[]))?
             .iter()
             .map(|h| h.trim_start_matches('\u{feff}').trim().to_string())
             .collect();
@@ -86,7 +86,7 @@ impl Table {
             match csv.read_record(&mut record) {
                 Ok(false) => break,
                 Ok(true) => rows.push(record.iter().map(str::to_string).collect()),
-                Err(e) => return Err(csv_error(&file, rows.len() + 1, e)),
+                Err(e) => return Err(csv_error(&file, rows.len() + 1, e, &headers)),
             }
         }
         if rows.is_empty() {
@@ -158,7 +158,8 @@ pub fn list_columns(names: &[String]) -> String {
     names.iter().map(|h| format!("`{h}`")).collect::<Vec<_>>().join(", ")
 }
 
-fn csv_error(file: &str, row: usize, err: csv::Error) -> PurchaseError {
+/// `headers` names the column of a bad field (empty while reading the header itself).
+fn csv_error(file: &str, row: usize, err: csv::Error, headers: &[String]) -> PurchaseError {
     let line = err.position().map_or(0, csv::Position::line);
     match err.into_kind() {
         csv::ErrorKind::Io(source) => PurchaseError::Io { file: file.to_string(), source },
@@ -168,11 +169,20 @@ fn csv_error(file: &str, row: usize, err: csv::Error) -> PurchaseError {
             line,
             problem: format!("expected {expected_len} fields like the header, found {len}"),
         },
-        csv::ErrorKind::Utf8 { .. } => PurchaseError::Malformed {
+        csv::ErrorKind::Utf8 { err, .. } => PurchaseError::Malformed {
             file: file.to_string(),
             row,
             line,
-            problem: "invalid UTF-8".to_string(),
+            problem: match headers.get(err.field()) {
+                Some(column) => format!(
+                    "column `{column}`: invalid UTF-8 at byte {} of the field\nhint: save the \
+                     file as UTF-8; `purchase` reads UTF-8 only",
+                    err.valid_up_to()
+                ),
+                None => "invalid UTF-8 in the header\nhint: save the file as UTF-8; `purchase` \
+                         reads UTF-8 only"
+                    .to_string(),
+            },
         },
         other => PurchaseError::Malformed {
             file: file.to_string(),

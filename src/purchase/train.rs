@@ -204,6 +204,15 @@ pub fn train(
     let (tune_rows, tune_x) =
         if val_rows.is_empty() { (&train_rows, &train_x) } else { (&val_rows, &val_x) };
     let predicted = model.predict_features(tune_x)?;
+    if predicted.iter().any(|p| !p.is_finite()) {
+        // A learning rate too high for the data sends the weights to NaN; tuning a threshold
+        // on NaN probabilities never ended.
+        return Err(PurchaseError::Diverged {
+            file: table.file.clone(),
+            epochs: epochs_run,
+            lr: config.lr,
+        });
+    }
     model.schema.validation = match options.task {
         Task::Classify => {
             let probs: Vec<f32> = predicted.iter().map(|&p| p as f32).collect();
@@ -271,8 +280,10 @@ fn check_split(
     }
     if val_rows.is_empty() {
         tracing::warn!(
-            "no validation rows (`--val-fraction` 0): training runs all epochs and the threshold \
-             is tuned on the training rows"
+            "no validation rows (`--val-fraction` {} of {} row(s)): training runs all epochs and \
+             the threshold is tuned on the training rows",
+            options.val_fraction,
+            table.len()
         );
     }
     Ok(())
