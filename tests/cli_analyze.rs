@@ -162,3 +162,31 @@ fn stdin_input_and_unknown_model_errors() {
         .stderr(predicate::str::contains("`config.json` of model `nobody/no-such-model`"))
         .stderr(predicate::str::contains("HF_HOME"));
 }
+
+/// `habitlens analyze ... | head -1`: a reader that goes away must not turn a finished run into a
+/// failure; the files are written and the exit code is 0 (it was a panic, exit 101).
+#[test]
+fn closed_stdout_still_writes_the_files_and_exits_zero() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let input = common::repo_root().join("examples/reviews.csv");
+    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("habitlens"))
+        .env("HF_HOME", common::hf_home())
+        .env_remove("HABITLENS_MODEL")
+        .args(["--quiet", "analyze", input.to_str().unwrap(), "--text-column", "review"])
+        .args(["--output-dir", out.to_str().unwrap()])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Close the read end before the program prints anything.
+    drop(child.stdout.take());
+    let output = child.wait_with_output().unwrap();
+    assert!(
+        output.status.success(),
+        "{:?}: {}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(out.join("rows.csv").is_file() && out.join("summary.json").is_file());
+}

@@ -292,15 +292,15 @@ pub(super) fn run(args: &AnalyzeArgs, ui: Ui) -> anyhow::Result<()> {
     };
     write_json(&summary_path, &report)?;
     warn_truncated(truncated, embedder.info().max_seq_length);
-    print_summary(&summary);
-    print_heads(&head_summaries);
+    print_summary(&summary)?;
+    print_heads(&head_summaries)?;
     Ok(())
 }
 
 /// Prints one table per group: label, count, share and quotes; then the unlabelled count.
-fn print_summary(summary: &Summary) {
+fn print_summary(summary: &Summary) -> std::io::Result<()> {
     let non_empty = summary.rows - summary.empty;
-    println!("{} rows: {} with text, {} empty", summary.rows, non_empty, summary.empty);
+    sayln!("{} rows: {} with text, {} empty", summary.rows, non_empty, summary.empty)?;
     for group in &summary.groups {
         let mut table = Table::new();
         table
@@ -322,19 +322,20 @@ fn print_summary(summary: &Summary) {
                 quotes.join("\n"),
             ]);
         }
-        println!("\n{table}");
-        println!(
+        sayln!("\n{table}")?;
+        sayln!(
             "{}: {} text(s) with no label ({:.1}%)",
             group.group,
             group.unlabelled,
             group.unlabelled_share * 100.0
-        );
+        )?;
     }
+    Ok(())
 }
 
 /// Prints, per head, its label shares, then each other label with its share of the head's
 /// labels (for example each need with its share of negative sentiment).
-fn print_heads(heads: &[HeadSummary]) {
+fn print_heads(heads: &[HeadSummary]) -> std::io::Result<()> {
     for head in heads {
         let mut table = Table::new();
         table
@@ -348,7 +349,7 @@ fn print_heads(heads: &[HeadSummary]) {
                 format!("{:.1}%", l.share * 100.0),
             ]);
         }
-        println!("\n{table}");
+        sayln!("\n{table}")?;
         let rows: Vec<_> = head.by_label.iter().filter(|r| r.texts > 0).collect();
         if rows.is_empty() {
             continue;
@@ -365,6 +366,7 @@ fn print_heads(heads: &[HeadSummary]) {
             cells.extend(head.labels.iter().map(|l| format!("{:.1}%", r.shares[&l.label] * 100.0)));
             cross.add_row(cells);
         }
-        println!("\n{cross}");
+        sayln!("\n{cross}")?;
     }
+    Ok(())
 }

@@ -185,7 +185,7 @@ pub(super) fn run(args: &EvaluateArgs, ui: Ui) -> anyhow::Result<()> {
         }
         report.per_label = labels.iter().cloned().zip(figures.iter().copied()).collect();
 
-        print_report(&report, &labels, &figures);
+        print_report(&report, &labels, &figures)?;
         if let Some(path) = &args.report {
             let path = per_head_path(path, &meta.name, several);
             crate::output::write_json(&path, &report)?;
@@ -216,8 +216,8 @@ fn write_confusion(path: &Path, labels: &[String], m: &ConfusionMatrix) -> anyho
     Ok(file.commit()?)
 }
 
-fn print_report(r: &Report, labels: &[String], figures: &[ClassFigures]) {
-    println!("head `{}` on `{}`: {} rows ({} skipped)", r.head, r.data, r.rows, r.rows_skipped);
+fn print_report(r: &Report, labels: &[String], figures: &[ClassFigures]) -> std::io::Result<()> {
+    sayln!("head `{}` on `{}`: {} rows ({} skipped)", r.head, r.data, r.rows, r.rows_skipped)?;
     let mut overall = Table::new();
     overall.load_preset(UTF8_FULL_CONDENSED).set_header(["metric", "value"]);
     let mut add = |name: &str, v: Option<f64>| {
@@ -231,7 +231,7 @@ fn print_report(r: &Report, labels: &[String], figures: &[ClassFigures]) {
     add("weighted-F1", r.weighted_f1);
     add("exact match", r.exact_match);
     add("log loss", r.log_loss);
-    println!("{overall}");
+    sayln!("{overall}")?;
     let mut table = Table::new();
     table
         .load_preset(UTF8_FULL_CONDENSED)
@@ -246,5 +246,6 @@ fn print_report(r: &Report, labels: &[String], figures: &[ClassFigures]) {
             f.support.to_string(),
         ]);
     }
-    println!("{table}\n");
+    sayln!("{table}\n")?;
+    Ok(())
 }

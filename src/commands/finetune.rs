@@ -361,7 +361,7 @@ pub(super) fn run(args: &TrainArgs, ui: Ui) -> anyhow::Result<()> {
     }
 
     // Report.
-    println!(
+    sayln!(
         "fine-tuned `{}` with head `{}` ({}, {} labels) on `{}`: {} rows read, {} used, {} \
          skipped",
         files.info.id,
@@ -372,14 +372,14 @@ pub(super) fn run(args: &TrainArgs, ui: Ui) -> anyhow::Result<()> {
         total,
         data.len(),
         data.skipped.len()
-    );
-    println!(
+    )?;
+    sayln!(
         "split: {} training rows, {} validation rows (seed {})",
         split.train.len(),
         split.val.len(),
         args.seed
-    );
-    println!(
+    )?;
+    sayln!(
         "training: {:.1} s, {} epochs, kept epoch {}; {} steps of {} texts, {:.2} s per step; \
          texts cut at {} tokens: {}",
         train_seconds,
@@ -390,31 +390,31 @@ pub(super) fn run(args: &TrainArgs, ui: Ui) -> anyhow::Result<()> {
         step_seconds / steps.max(1) as f64,
         max_seq_length,
         truncated
-    );
+    )?;
     match kind {
-        TaskKind::SingleLabel => println!(
+        TaskKind::SingleLabel => sayln!(
             "validation: accuracy {:.4}, macro-F1 {:.4}, weighted-F1 {:.4}, loss {:.4}",
             validation.accuracy,
             validation.macro_f1,
             validation.weighted_f1.unwrap_or(f64::NAN),
             validation.loss
-        ),
-        TaskKind::MultiLabel => println!(
+        )?,
+        TaskKind::MultiLabel => sayln!(
             "validation: micro-F1 {:.4}, macro-F1 {:.4}, exact match {:.4}, loss {:.4}",
             validation.micro_f1.unwrap_or(f64::NAN),
             validation.macro_f1,
             validation.accuracy,
             validation.loss
-        ),
+        )?,
     }
-    println!(
+    sayln!(
         "reload check: the folder gives the training run's embeddings of {shown} validation \
          text(s), lowest cosine {lowest:.6}"
-    );
-    println!(
+    )?;
+    sayln!(
         "model and head written to {} (use it as `--model` or `--head`); {:.1} s in all",
         args.output.display(),
         started.elapsed().as_secs_f64()
-    );
+    )?;
     Ok(())
 }

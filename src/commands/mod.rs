@@ -1,6 +1,14 @@
 //! The commands behind the CLI: each turns parsed arguments into calls of the library and
 //! writes results. Shared set-up (reading input, loading the model, progress) lives here.
 
+/// `println!` for what a command reports on stdout, through [`say`]: a closed stdout stops the
+/// printing, not the command.
+macro_rules! sayln {
+    ($($arg:tt)*) => {
+        $crate::commands::say(format_args!($($arg)*))
+    };
+}
+
 mod analyze;
 mod classify;
 mod embed;
@@ -163,5 +171,28 @@ fn warn_truncated(truncated: usize, max_seq_length: usize) {
             "{truncated} text(s) were longer than {max_seq_length} tokens; only their first \
              {max_seq_length} tokens were embedded"
         );
+    }
+}
+
+/// Set once stdout turns out to be closed (`habitlens purchase ... | head`).
+static STDOUT_CLOSED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Prints a line of a report on stdout. The tables are a by-product: the files a command writes
+/// (model folders, `--report` files, rows) are the results, so a closed stdout stops the
+/// printing, not the run, which still writes them and exits 0. Other write errors still fail
+/// the run.
+pub(crate) fn say(args: std::fmt::Arguments) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::sync::atomic::Ordering;
+    if STDOUT_CLOSED.load(Ordering::Relaxed) {
+        return Ok(());
+    }
+    let mut out = std::io::stdout().lock();
+    match out.write_fmt(args).and_then(|()| out.write_all(b"\n")).and_then(|()| out.flush()) {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {
+            STDOUT_CLOSED.store(true, Ordering::Relaxed);
+            Ok(())
+        }
+        other => other,
     }
 }

@@ -140,7 +140,7 @@ fn train_into(args: &PurchaseTrainArgs, pos_weight: PosWeight, ui: Ui) -> anyhow
     model.save(&args.output).with_context(|| format!("saving `{}`", args.output.display()))?;
 
     let t = &model.schema.training;
-    say(format_args!(
+    super::say(format_args!(
         "trained on {} rows, validated on {} ({} epochs, best {}, {:.1}s); {} features",
         t.train_rows,
         t.validation_rows,
@@ -155,7 +155,7 @@ fn train_into(args: &PurchaseTrainArgs, pos_weight: PosWeight, ui: Ui) -> anyhow
         }
         crate::purchase::Validation::Regression(m) => print_regression("validation", m)?,
     }
-    say(format_args!(
+    super::say(format_args!(
         "model written to {} ({WEIGHTS_FILE}, {SCHEMA_FILE})",
         args.output.display()
     ))?;
@@ -333,7 +333,7 @@ fn run_evaluate(args: &PurchaseEvaluateArgs, ui: Ui) -> anyhow::Result<()> {
         for c in columns {
             grid.add_row([c.column.clone(), format!("{:.4}", c.drop), format!("{:.4}", c.std)]);
         }
-        say(format_args!(
+        super::say(format_args!(
             "permutation importance ({metric} {baseline:.4} before shuffling, {} shuffle(s) per \
              column):\n{grid}",
             args.repeats.max(1)
@@ -475,27 +475,6 @@ fn embed_column(
     Ok(TextVectors { dimension, values, blank })
 }
 
-/// Set once stdout turns out to be closed (`habitlens purchase ... | head`).
-static STDOUT_CLOSED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
-
-/// Prints a line of the report on stdout. The tables are a by-product: the model folder and the
-/// `--report` file are the results, so a closed stdout stops the printing, not the run, which
-/// still writes them and exits 0. Other write errors still fail the run.
-fn say(args: std::fmt::Arguments) -> std::io::Result<()> {
-    use std::sync::atomic::Ordering;
-    if STDOUT_CLOSED.load(Ordering::Relaxed) {
-        return Ok(());
-    }
-    let mut out = std::io::stdout().lock();
-    match out.write_fmt(args).and_then(|()| out.write_all(b"\n")).and_then(|()| out.flush()) {
-        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {
-            STDOUT_CLOSED.store(true, Ordering::Relaxed);
-            Ok(())
-        }
-        other => other,
-    }
-}
-
 fn grid<const N: usize>(header: [&str; N]) -> Grid {
     let mut grid = Grid::new();
     grid.load_preset(UTF8_FULL_CONDENSED)
@@ -542,7 +521,7 @@ fn print_schema(
             );
         }
     }
-    say(format_args!("schema of {} ({} rows):\n{grid}", table.file, table.len()))?;
+    super::say(format_args!("schema of {} ({} rows):\n{grid}", table.file, table.len()))?;
     Ok(())
 }
 
@@ -563,7 +542,7 @@ fn print_binary(what: &str, m: &BinaryMetrics) -> anyhow::Result<()> {
     ] {
         grid.add_row([name.to_string(), value]);
     }
-    say(format_args!("{what}:\n{grid}"))?;
+    super::say(format_args!("{what}:\n{grid}"))?;
     Ok(())
 }
 
@@ -578,6 +557,6 @@ fn print_regression(what: &str, m: &RegressionMetrics) -> anyhow::Result<()> {
     ] {
         grid.add_row([name.to_string(), value]);
     }
-    say(format_args!("{what}:\n{grid}"))?;
+    super::say(format_args!("{what}:\n{grid}"))?;
     Ok(())
 }

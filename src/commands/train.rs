@@ -271,7 +271,7 @@ pub(super) fn run(args: &TrainArgs, ui: Ui) -> anyhow::Result<()> {
 
     // Report.
     let m = &head.meta;
-    println!(
+    sayln!(
         "trained head `{}` ({}, {} labels) on `{}`: {} rows read, {} used, {} skipped",
         m.name,
         if kind == TaskKind::MultiLabel { "multi-label" } else { "single-label" },
@@ -280,14 +280,14 @@ pub(super) fn run(args: &TrainArgs, ui: Ui) -> anyhow::Result<()> {
         total,
         data.len(),
         data.skipped.len()
-    );
-    println!(
+    )?;
+    sayln!(
         "split: {} training rows, {} validation rows (seed {})",
         fitted.split.train.len(),
         fitted.split.val.len(),
         args.seed
-    );
-    println!(
+    )?;
+    sayln!(
         "embedding: {:.1} s{}; training: {:.2} s, {} epochs, kept epoch {}{}",
         embed_seconds,
         if embedded.from_cache { " (from the cache)" } else { "" },
@@ -295,26 +295,26 @@ pub(super) fn run(args: &TrainArgs, ui: Ui) -> anyhow::Result<()> {
         fitted.epochs_run,
         fitted.best_epoch,
         if fitted.refitted { ", then refitted on every row" } else { "" }
-    );
+    )?;
     match &m.validation {
         Some(v) => match kind {
-            TaskKind::SingleLabel => println!(
+            TaskKind::SingleLabel => sayln!(
                 "validation: accuracy {:.4}, macro-F1 {:.4}, weighted-F1 {:.4}, loss {:.4}",
                 v.accuracy,
                 v.macro_f1,
                 v.weighted_f1.unwrap_or(f64::NAN),
                 v.loss
-            ),
-            TaskKind::MultiLabel => println!(
+            )?,
+            TaskKind::MultiLabel => sayln!(
                 "validation: micro-F1 {:.4}, macro-F1 {:.4}, exact match {:.4}, loss {:.4}",
                 v.micro_f1.unwrap_or(f64::NAN),
                 v.macro_f1,
                 v.accuracy,
                 v.loss
-            ),
+            )?,
         },
-        None => println!("validation: none (`--val-fraction 0`)"),
+        None => sayln!("validation: none (`--val-fraction 0`)")?,
     }
-    println!("head written to {}", args.output.display());
+    sayln!("head written to {}", args.output.display())?;
     Ok(())
 }
