@@ -1,6 +1,7 @@
 //! The `habitlens` binary: parse arguments, set up logging and threads, run the command, and
 //! turn the outcome into an exit code (0 success, 2 bad usage or input, 1 anything else).
 
+use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use clap::Parser;
@@ -44,6 +45,8 @@ fn init_logging(verbose: u8) {
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        // Colour codes only where a person reads them, not in redirected logs.
+        .with_ansi(std::io::stderr().is_terminal())
         .with_target(false)
         .without_time()
         .init();

@@ -190,3 +190,39 @@ fn closed_stdout_still_writes_the_files_and_exits_zero() {
     );
     assert!(out.join("rows.csv").is_file() && out.join("summary.json").is_file());
 }
+
+/// `embed in.jsonl --output in.jsonl` replaced the input with its embeddings; output paths that
+/// are the input, or lie below a file, are refused before any work (exit code 2).
+#[test]
+fn outputs_that_would_replace_the_input_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = common::write(dir.path(), "in.jsonl", "{\"text\": \"fits well\"}\n");
+    common::habitlens()
+        .args(["embed", input.to_str().unwrap(), "--output", input.to_str().unwrap()])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("the input file"));
+    assert_eq!(std::fs::read_to_string(&input).unwrap(), "{\"text\": \"fits well\"}\n");
+
+    let below_a_file = input.join("out");
+    common::habitlens()
+        .args(["analyze", input.to_str().unwrap(), "--output-dir", below_a_file.to_str().unwrap()])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("is a file, not a folder"));
+}
+
+/// Warnings written to a file or a pipe carry no terminal colour codes.
+#[test]
+fn warnings_off_a_terminal_are_plain_text() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = common::write(dir.path(), "one.csv", "text\nthe zipper broke after a week\n");
+    let out = dir.path().join("out");
+    let assert = common::habitlens()
+        .args(["analyze", input.to_str().unwrap(), "--output-dir", out.to_str().unwrap()])
+        .assert()
+        .success()
+        .stderr(predicate::str::contains("too few to calibrate"));
+    let stderr = String::from_utf8_lossy(&assert.get_output().stderr).to_string();
+    assert!(!stderr.contains('\u{1b}'), "colour codes in {stderr:?}");
+}

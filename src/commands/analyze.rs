@@ -132,6 +132,13 @@ pub(super) fn run(args: &AnalyzeArgs, ui: Ui) -> anyhow::Result<()> {
             UsageError(format!("`--threshold` is a cosine between -1 and 1, got {t}")).into()
         );
     }
+    for name in ["rows.csv", "summary.json"] {
+        super::check_output_file(
+            &args.output_dir.join(name),
+            "--output-dir",
+            &[(&args.input.input, "the input file")],
+        )?;
+    }
     let reader = open_input(&args.input, vec![])?;
     let input_name = reader.file_name().to_string();
     let (taxonomy, taxonomy_name) = match &args.taxonomy {

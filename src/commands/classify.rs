@@ -129,6 +129,7 @@ pub(super) fn run(args: &ClassifyArgs, ui: Ui) -> anyhow::Result<()> {
     if args.top_k == Some(0) {
         return Err(UsageError("`--top-k` must be at least 1".into()).into());
     }
+    super::check_output_file(&args.output, "--output", &[(&args.input.input, "the input file")])?;
     let reader = open_input(&args.input, vec![])?;
     let (embedder, _) = load_embedder_for_heads(&args.model, &args.heads)?;
     let heads = load_all(&args.heads, embedder.info())?;

@@ -35,6 +35,7 @@ pub(super) fn run(args: &EmbedArgs, ui: Ui) -> anyhow::Result<()> {
             .into());
         }
     };
+    super::check_output_file(&args.output, "--output", &[(&args.input.input, "the input file")])?;
     let reader = open_input(&args.input, vec![])?;
     let embedder = load_embedder(&args.model)?;
     let dimension = embedder.info().dimension;

@@ -47,14 +47,6 @@ struct CheckFile<'a> {
     embeddings: Vec<&'a [f32]>,
 }
 
-/// Whether two paths name the same existing folder.
-fn same_folder(a: &Path, b: &Path) -> bool {
-    match (a.canonicalize(), b.canonicalize()) {
-        (Ok(a), Ok(b)) => a == b,
-        _ => false,
-    }
-}
-
 fn cosine(a: &[f32], b: &[f32]) -> f64 {
     let dot: f64 = a.iter().zip(b).map(|(x, y)| f64::from(*x) * f64::from(*y)).sum();
     let norm = |v: &[f32]| v.iter().map(|x| f64::from(*x).powi(2)).sum::<f64>().sqrt();
@@ -131,7 +123,7 @@ pub(super) fn run(args: &TrainArgs, ui: Ui) -> anyhow::Result<()> {
     // The model to start from; the output folder must not be it (export copies its files).
     let spec = ModelSpec::parse(&args.model)?;
     if let ModelSpec::Local(dir) = &spec
-        && same_folder(dir, &args.output)
+        && crate::heads::same_path(dir, &args.output)
     {
         return Err(UsageError(format!(
             "`--output {}` is the model being fine-tuned: write the fine-tuned model to another \

@@ -196,3 +196,45 @@ pub(crate) fn say(args: std::fmt::Arguments) -> std::io::Result<()> {
         other => other,
     }
 }
+
+/// Refuses an output file that is a folder, or one of the files the run reads (`reads`: each
+/// path with what it is), which the run would replace with its results; before any work is done.
+pub(super) fn check_output_file(
+    output: &Path,
+    flag: &str,
+    reads: &[(&Path, &str)],
+) -> Result<(), UsageError> {
+    check_parent_folders(output, flag)?;
+    if output.is_dir() {
+        return Err(UsageError(format!(
+            "`{flag}` `{}` is a folder; name a file inside it",
+            output.display()
+        )));
+    }
+    let Ok(output_real) = std::fs::canonicalize(output) else {
+        return Ok(()); // not there yet, so nothing is overwritten
+    };
+    for (read, what) in reads {
+        if std::fs::canonicalize(read).is_ok_and(|r| r == output_real) {
+            return Err(UsageError(format!(
+                "`{flag}` `{}` is {what}; writing there would replace it with the results",
+                output.display()
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Refuses a path below a file (`data.csv/out.csv`), which cannot be created: the nearest part
+/// of the path that exists must be a folder.
+pub(super) fn check_parent_folders(output: &Path, flag: &str) -> Result<(), UsageError> {
+    let existing = output.ancestors().skip(1).find(|a| !a.as_os_str().is_empty() && a.exists());
+    match existing {
+        Some(a) if !a.is_dir() => Err(UsageError(format!(
+            "`{flag}` `{}` cannot be created: `{}` is a file, not a folder",
+            output.display(),
+            a.display()
+        ))),
+        _ => Ok(()),
+    }
+}

@@ -7,7 +7,10 @@ use anyhow::Context;
 use comfy_table::{ContentArrangement, Table as Grid, presets::UTF8_FULL_CONDENSED};
 use serde::Serialize;
 
-use super::{Ui, UsageError, load_embedder, text_progress, warn_truncated};
+use super::{
+    Ui, UsageError, check_output_file, check_parent_folders, load_embedder, text_progress,
+    warn_truncated,
+};
 use crate::cli::ModelArgs;
 use crate::cli::purchase::{
     EmbeddingArgs, PurchaseArgs, PurchaseCommand, PurchaseEvaluateArgs, PurchasePredictArgs,
@@ -351,44 +354,6 @@ fn check_threshold(model: &PurchaseModel, threshold: Option<f32>) -> Result<(), 
         Some(t) if !(0.0..=1.0).contains(&t) => {
             Err(UsageError(format!("`--threshold` must be a probability in [0, 1], got {t}")))
         }
-        _ => Ok(()),
-    }
-}
-
-/// Refuses an output file that is a folder, or one of the files the run reads (`reads`: each
-/// path with what it is), which the run would replace with its results; before any work is done.
-fn check_output_file(output: &Path, flag: &str, reads: &[(&Path, &str)]) -> Result<(), UsageError> {
-    check_parent_folders(output, flag)?;
-    if output.is_dir() {
-        return Err(UsageError(format!(
-            "`{flag}` `{}` is a folder; name a file inside it",
-            output.display()
-        )));
-    }
-    let Ok(output_real) = std::fs::canonicalize(output) else {
-        return Ok(()); // not there yet, so nothing is overwritten
-    };
-    for (read, what) in reads {
-        if std::fs::canonicalize(read).is_ok_and(|r| r == output_real) {
-            return Err(UsageError(format!(
-                "`{flag}` `{}` is {what}; writing there would replace it with the results",
-                output.display()
-            )));
-        }
-    }
-    Ok(())
-}
-
-/// Refuses a path below a file (`data.csv/out.csv`), which cannot be created: the nearest part
-/// of the path that exists must be a folder.
-fn check_parent_folders(output: &Path, flag: &str) -> Result<(), UsageError> {
-    let existing = output.ancestors().skip(1).find(|a| !a.as_os_str().is_empty() && a.exists());
-    match existing {
-        Some(a) if !a.is_dir() => Err(UsageError(format!(
-            "`{flag}` `{}` cannot be created: `{}` is a file, not a folder",
-            output.display(),
-            a.display()
-        ))),
         _ => Ok(()),
     }
 }
