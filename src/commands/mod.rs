@@ -164,6 +164,19 @@ fn text_progress(ui: Ui, what: &str) -> ProgressBar {
     bar
 }
 
+/// A bar of epochs done on stderr, hidden when progress is off or stderr is not a terminal.
+pub(super) fn epoch_progress(ui: Ui, epochs: usize) -> ProgressBar {
+    if !ui.progress {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::with_draw_target(Some(epochs as u64), ProgressDrawTarget::stderr());
+    bar.set_style(
+        ProgressStyle::with_template("training {bar:30} epoch {pos}/{len} {msg} {elapsed}")
+            .expect("the progress template is valid"),
+    );
+    bar
+}
+
 /// Warns once when some texts were cut at the model's limit.
 fn warn_truncated(truncated: usize, max_seq_length: usize) {
     if truncated > 0 {

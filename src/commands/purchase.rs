@@ -128,12 +128,12 @@ fn train_into(args: &PurchaseTrainArgs, pos_weight: PosWeight, ui: Ui) -> anyhow
         val_fraction: args.val_fraction,
         pos_weight,
     };
-    let bar = text_progress(ui, "training");
+    let bar = super::epoch_progress(ui, args.epochs);
     let started = std::time::Instant::now();
     let model = train(&table, &columns, text.as_ref(), &options, skipped, &mut |e| {
+        bar.set_position(e.epoch as u64);
         bar.set_message(format!(
-            "training: epoch {}, loss {:.4}, validation {}",
-            e.epoch,
+            "loss {:.4}, validation {}",
             e.train_loss,
             e.val_loss.map_or("-".to_string(), |v| format!("{v:.4}"))
         ));

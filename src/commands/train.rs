@@ -4,7 +4,6 @@ use std::io::Read;
 use std::time::Instant;
 
 use anyhow::Context;
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use sha2::{Digest, Sha256};
 
 use super::{Ui, UsageError, load_embedder, open_input, text_progress, warn_truncated};
@@ -126,18 +125,6 @@ pub(super) fn check_flags(args: &TrainArgs) -> Result<(), UsageError> {
     Ok(())
 }
 
-fn epoch_progress(ui: Ui, epochs: usize) -> ProgressBar {
-    if !ui.progress {
-        return ProgressBar::hidden();
-    }
-    let bar = ProgressBar::with_draw_target(Some(epochs as u64), ProgressDrawTarget::stderr());
-    bar.set_style(
-        ProgressStyle::with_template("training {bar:30} epoch {pos}/{len} {msg} {elapsed}")
-            .expect("the progress template is valid"),
-    );
-    bar
-}
-
 /// `--name`, else the output folder's name, else `head`.
 pub(super) fn head_name(args: &TrainArgs) -> String {
     match &args.name {
@@ -215,7 +202,7 @@ pub(super) fn run(args: &TrainArgs, ui: Ui) -> anyhow::Result<()> {
         balanced: args.class_weights == Some(ClassWeights::Balanced),
         refit: !args.no_refit,
     };
-    let bar = epoch_progress(ui, args.epochs());
+    let bar = super::epoch_progress(ui, args.epochs());
     let mut on_epoch = |e: &EpochReport| {
         let s = &e.stats;
         tracing::info!(
