@@ -288,10 +288,12 @@ impl Mlp {
             path: path.to_path_buf(),
             source,
         };
-        let tmp = crate::output::temp_beside(path).map_err(|e| write_err(e.into()))?;
-        candle_core::safetensors::save(&tensors, tmp.path()).map_err(|e| write_err(e.into()))?;
-        tmp.persist(path).map_err(|e| write_err(e.error.into()))?;
-        Ok(())
+        // Serialised in memory and written through AtomicFile: the safetensors crate's own
+        // file writer renames an owner-only temporary file into place.
+        let bytes = safetensors::serialize(&tensors, None).map_err(|e| write_err(e.into()))?;
+        let mut file = crate::output::AtomicFile::create(path).map_err(|e| write_err(e.into()))?;
+        std::io::Write::write_all(&mut file, &bytes).map_err(|e| write_err(e.into()))?;
+        file.commit().map_err(|e| write_err(e.into()))
     }
 
     /// Reads weights written by [`Mlp::save`].
