@@ -20,12 +20,12 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde::Serialize;
 use tokenizers::{Tokenizer, TruncationParams};
 
-use super::train::{head_name, read_labelled};
+use super::train::{head_name, read_checked};
 use super::{Ui, UsageError, warn_truncated};
 use crate::cli::heads::TrainArgs;
 use crate::finetune::{EpochReport, FinetuneConfig, Targets, TrainableEncoder};
 use crate::heads::format::{BaseModel, DataSeen, FineTuneRecord, HeadMeta, TrainingSettings};
-use crate::heads::labels::{LabelledData, TaskKind};
+use crate::heads::labels::TaskKind;
 use crate::heads::split::stratified;
 use crate::heads::train::{figures, probabilities, tune_thresholds};
 use crate::heads::{FORMAT_VERSION, Head, META_FILE};
@@ -103,21 +103,7 @@ pub(super) fn run(args: &TrainArgs, ui: Ui) -> anyhow::Result<()> {
     let kind = if args.multi_label { TaskKind::MultiLabel } else { TaskKind::SingleLabel };
 
     // Read and check the data before loading the model.
-    let labelled = read_labelled(&args.input, &args.label_column)?;
-    let total = labelled.rows.len();
-    let data = LabelledData::check(
-        labelled.rows,
-        kind,
-        &args.label_separator,
-        &labelled.file,
-        &args.label_column,
-    )?;
-    for msg in data.skip_messages(&labelled.file, &labelled.text_column, &args.label_column) {
-        tracing::warn!("{msg}");
-    }
-    for msg in &data.warnings {
-        tracing::warn!("{msg}");
-    }
+    let (labelled, data, total) = read_checked(args, kind)?;
     let labels = data.labels.len();
 
     // The model to start from; the output folder must not be it (export copies its files).

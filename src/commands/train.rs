@@ -65,6 +65,27 @@ pub(super) fn read_labelled(input: &InputArgs, label_column: &str) -> anyhow::Re
     Ok(LabelledFile { file, text_column, rows, sha256: hex(&hasher.finalize()) })
 }
 
+/// Reads the labelled file of `args` and checks its rows for `kind`, warning about rows skipped
+/// and labels too rare to learn; returns the file (its rows moved into the data), the data and
+/// the number of rows read.
+pub(super) fn read_checked(
+    args: &TrainArgs,
+    kind: TaskKind,
+) -> anyhow::Result<(LabelledFile, LabelledData, usize)> {
+    let mut labelled = read_labelled(&args.input, &args.label_column)?;
+    let rows = std::mem::take(&mut labelled.rows);
+    let total = rows.len();
+    let data =
+        LabelledData::check(rows, kind, &args.label_separator, &labelled.file, &args.label_column)?;
+    for msg in data.skip_messages(&labelled.file, &labelled.text_column, &args.label_column) {
+        tracing::warn!("{msg}");
+    }
+    for msg in &data.warnings {
+        tracing::warn!("{msg}");
+    }
+    Ok((labelled, data, total))
+}
+
 /// The embedding cache the flags ask for, if any.
 pub(super) fn cache_from_args(args: &CacheArgs) -> Option<EmbeddingCache> {
     if args.no_cache {
@@ -148,21 +169,7 @@ pub(super) fn run(args: &TrainArgs, ui: Ui) -> anyhow::Result<()> {
     let kind = if args.multi_label { TaskKind::MultiLabel } else { TaskKind::SingleLabel };
 
     // Read and check the data before loading the model.
-    let labelled = read_labelled(&args.input, &args.label_column)?;
-    let total = labelled.rows.len();
-    let data = LabelledData::check(
-        labelled.rows,
-        kind,
-        &args.label_separator,
-        &labelled.file,
-        &args.label_column,
-    )?;
-    for msg in data.skip_messages(&labelled.file, &labelled.text_column, &args.label_column) {
-        tracing::warn!("{msg}");
-    }
-    for msg in &data.warnings {
-        tracing::warn!("{msg}");
-    }
+    let (labelled, data, total) = read_checked(args, kind)?;
     tracing::info!(
         rows = total,
         used = data.len(),
