@@ -226,3 +226,25 @@ fn warnings_off_a_terminal_are_plain_text() {
     let stderr = String::from_utf8_lossy(&assert.get_output().stderr).to_string();
     assert!(!stderr.contains('\u{1b}'), "colour codes in {stderr:?}");
 }
+
+/// A model other than the default one (here the same files named as a local folder, which
+/// habitlens cannot tell apart from another model) runs without the built-in sentiment head,
+/// with a warning; it used to stop the run with a model-mismatch error.
+#[test]
+fn another_model_runs_without_the_builtin_sentiment_head() {
+    let snapshots =
+        common::hf_home().join("hub/models--sentence-transformers--all-MiniLM-L6-v2/snapshots");
+    let folder = std::fs::read_dir(&snapshots).unwrap().next().unwrap().unwrap().path();
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let input = common::repo_root().join("examples/reviews.csv");
+    common::habitlens()
+        .args(["analyze", input.to_str().unwrap(), "--text-column", "review"])
+        .args(["--model", folder.to_str().unwrap(), "--output-dir", out.to_str().unwrap()])
+        .assert()
+        .success()
+        .stderr(predicate::str::contains("built-in sentiment head"));
+    let (header, _) = common::read_csv(&out.join("rows.csv"));
+    assert!(!header.iter().any(|h| h.starts_with("sentiment")), "{header:?}");
+    assert!(header.contains(&"top_needs".to_string()));
+}

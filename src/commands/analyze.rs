@@ -160,8 +160,15 @@ pub(super) fn run(args: &AnalyzeArgs, ui: Ui) -> anyhow::Result<()> {
         );
     } else if !args.no_sentiment {
         let sentiment = Head::builtin_sentiment()?;
-        sentiment.check_model(Path::new(crate::heads::BUILTIN_SENTIMENT), embedder.info())?;
-        heads.push(sentiment);
+        match sentiment.check_model(Path::new(crate::heads::BUILTIN_SENTIMENT), embedder.info()) {
+            Ok(()) => heads.push(sentiment),
+            // The default head belongs to the default model; another `--model` is a choice the
+            // user made, not an error, so analyze goes on without sentiment.
+            Err(err) => tracing::warn!(
+                "the built-in sentiment head was trained on `{}` and cannot read this model's                  embeddings ({err}); it is left out, as with `--no-sentiment`",
+                crate::model::DEFAULT_MODEL
+            ),
+        }
     }
     for head in load_all(&args.heads, embedder.info())? {
         if heads.iter().any(|h| h.name() == head.name()) {
