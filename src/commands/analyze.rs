@@ -164,9 +164,11 @@ pub(super) fn run(args: &AnalyzeArgs, ui: Ui) -> anyhow::Result<()> {
             Ok(()) => heads.push(sentiment),
             // The default head belongs to the default model; another `--model` is a choice the
             // user made, not an error, so analyze goes on without sentiment.
-            Err(err) => tracing::warn!(
-                "the built-in sentiment head was trained on `{}` and cannot read this model's                  embeddings ({err}); it is left out, as with `--no-sentiment`",
-                crate::model::DEFAULT_MODEL
+            Err(_) => tracing::warn!(
+                "the built-in sentiment head was trained on `{}` embeddings and cannot read those \
+                 of `{}`; it is left out, as with `--no-sentiment`",
+                crate::model::DEFAULT_MODEL,
+                embedder.info().id
             ),
         }
     }
