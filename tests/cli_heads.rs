@@ -206,6 +206,30 @@ fn train_evaluate_and_classify_with_two_heads_in_one_pass() {
         .code(2)
         .stderr(predicate::str::contains("revision 0123456789abcdef"));
     assert!(!dir.path().join("x.csv").exists());
+
+    // A head trained with `--model FOLDER` is recorded with the revision `local`; the hint must
+    // name the folder as `--model` takes it, not `FOLDER@local`, which `--model` refuses.
+    let folder = dir.path().join("my-model");
+    meta["base_model"]["id"] = folder.to_str().unwrap().into();
+    meta["base_model"]["revision"] = "local".into();
+    std::fs::write(again.join("head.json"), meta.to_string()).unwrap();
+    habitlens(&cache)
+        .args(["classify", input.to_str().unwrap(), "--head", again.to_str().unwrap()])
+        .args(["--output", dir.path().join("x.csv").to_str().unwrap()])
+        .assert()
+        .code(2)
+        .stderr(
+            predicate::str::contains(format!("run with `--model {}`", folder.display()))
+                .and(predicate::str::contains("@local").not()),
+        );
+
+    // `evaluate` on a header without rows says so.
+    let empty = common::write(dir.path(), "empty.csv", b"id,text,sentiment,tags\n");
+    habitlens(&cache)
+        .args(["evaluate", empty.to_str().unwrap(), "--head", sentiment.to_str().unwrap()])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("no rows"));
 }
 
 #[test]
@@ -233,6 +257,10 @@ fn bad_labelled_data_exits_2_naming_rows_and_columns() {
     run(b"text,label\ngood,pos\nbad,caf\xe9\n", &[])
         .code(2)
         .stderr(predicate::str::contains("row 2").and(predicate::str::contains("column `label`")));
+    // A header and no rows: say so, rather than blaming `--label-column`.
+    run(b"text,label\n", &[]).code(2).stderr(
+        predicate::str::contains("no rows").and(predicate::str::contains("--label-column").not()),
+    );
     run(b"text,stars\ngood,5\n", &[]).code(2).stderr(predicate::str::contains("no column `label`"));
     run(b"text,label\ngood,pos\nbad,neg\n", &["--val-fraction", "1.5"])
         .code(2)
@@ -289,4 +317,23 @@ fn analyze_runs_the_shipped_sentiment_head_and_crosses_it_with_the_taxonomy() {
         .assert()
         .code(2)
         .stderr(predicate::str::contains("two heads are called `sentiment`"));
+
+    // The name is stored in `head.json` at training: renaming a copied folder changes nothing,
+    // so the hint must not suggest it.
+    let copy = dir.path().join("renamed");
+    std::fs::create_dir_all(&copy).unwrap();
+    for file in ["head.json", "head.safetensors"] {
+        std::fs::copy(sentiment.join(file), copy.join(file)).unwrap();
+    }
+    habitlens(&cache)
+        .args(["classify", input.to_str().unwrap(), "--text-column", "review"])
+        .args(["--head", sentiment.to_str().unwrap(), "--head", copy.to_str().unwrap()])
+        .args(["--output", dir.path().join("x.csv").to_str().unwrap()])
+        .assert()
+        .code(2)
+        .stderr(
+            predicate::str::contains("two heads are called `sentiment`")
+                .and(predicate::str::contains("rename one head folder").not())
+                .and(predicate::str::contains("--name")),
+        );
 }

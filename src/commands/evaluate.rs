@@ -71,6 +71,9 @@ pub(super) fn run(args: &EvaluateArgs, ui: Ui) -> anyhow::Result<()> {
 
         let labelled = read_labelled(&input, &label_column)?;
         let total = labelled.rows.len();
+        if total == 0 {
+            return Err(HeadError::NoRows { file: labelled.file }.into());
+        }
         let (kept, skipped) = partition(labelled.rows, meta.task, &separator);
         for msg in skipped.messages(meta.task, &labelled.file, &labelled.text_column, &label_column)
         {

@@ -147,8 +147,11 @@ impl LabelledData {
         column: &str,
     ) -> Result<Self, HeadError> {
         let total = rows.len();
+        if total == 0 {
+            return Err(HeadError::NoRows { file: file.to_string() });
+        }
         let (kept, skipped) = partition(rows, kind, separator);
-        if total > 0 && skipped.blank_text.len() == total {
+        if skipped.blank_text.len() == total {
             return Err(HeadError::NoText { file: file.to_string(), rows: total });
         }
         if kept.is_empty() {

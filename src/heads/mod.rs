@@ -59,6 +59,15 @@ pub enum HeadError {
         /// Rows read.
         rows: usize,
     },
+    /// The file has a header but not a single row.
+    #[error(
+        "`{file}` has no rows below its header: there is nothing to learn from or to score\n\
+         hint: check that you passed the labelled file"
+    )]
+    NoRows {
+        /// Input file.
+        file: String,
+    },
     /// No row has a label.
     #[error(
         "none of the {rows} row(s) of `{file}` with a text has a label in column `{column}`\n\
@@ -136,8 +145,8 @@ pub enum HeadError {
     ModelMismatch(Box<ModelMismatch>),
     /// Heads given together name the same output columns.
     #[error(
-        "two heads are called `{name}`\nhint: rename one head folder, or set `name` in its \
-         `head.json`"
+        "two heads are called `{name}`\nhint: set another `name` in one head's `head.json`, or \
+         train it again with `--name`; renaming the folder does not rename the head"
     )]
     DuplicateName {
         /// The name.
@@ -276,7 +285,12 @@ impl Head {
     /// [`HeadError::ModelMismatch`] naming the first thing that differs.
     pub fn check_model(&self, dir: &Path, model: &ModelInfo) -> Result<(), HeadError> {
         let base = &self.meta.base_model;
-        let spec = format!("{}@{}", base.id, base.revision);
+        // A local folder is recorded with the revision `local`, which `--model` does not take.
+        let spec = if base.revision == "local" {
+            base.id.clone()
+        } else {
+            format!("{}@{}", base.id, base.revision)
+        };
         let mismatch = |field: &str, head: String, used: String, hint: String| {
             Err(HeadError::ModelMismatch(Box::new(ModelMismatch {
                 dir: dir.to_path_buf(),
