@@ -196,8 +196,9 @@ pub struct ReadOptions {
     pub text_column: Option<String>,
     /// Column or field holding the row id; the row number when `None`.
     pub id_column: Option<String>,
-    /// Further columns every row must have, returned in [`Record::extra`] in this order.
-    pub extra_columns: Vec<String>,
+    /// Further columns every row must have, each with the flag that named it (for errors),
+    /// returned in [`Record::extra`] in this order.
+    pub extra_columns: Vec<(String, String)>,
 }
 
 /// One input row.
@@ -334,7 +335,7 @@ impl Reader {
                 let extra = options
                     .extra_columns
                     .iter()
-                    .map(|c| find(c, "the column flag"))
+                    .map(|(c, flag)| find(c, flag))
                     .collect::<Result<Vec<_>, _>>()?;
                 Inner::Csv { reader, headers, text, id, extra, record: csv::ByteRecord::new() }
             }
@@ -478,7 +479,7 @@ fn json_record(
         row,
         id: options.id_column.as_deref().map(field).transpose()?.unwrap_or_else(|| row.to_string()),
         text: field(text_field)?,
-        extra: options.extra_columns.iter().map(|c| field(c)).collect::<Result<_, _>>()?,
+        extra: options.extra_columns.iter().map(|(c, _)| field(c)).collect::<Result<_, _>>()?,
     })
 }
 

@@ -261,7 +261,22 @@ fn bad_labelled_data_exits_2_naming_rows_and_columns() {
     run(b"text,label\n", &[]).code(2).stderr(
         predicate::str::contains("no rows").and(predicate::str::contains("--label-column").not()),
     );
-    run(b"text,stars\ngood,5\n", &[]).code(2).stderr(predicate::str::contains("no column `label`"));
+    // A head called `id` or `status` would overwrite those columns (and the id in JSONL).
+    run(b"text,label\ngood,pos\nbad,neg\n", &["--name", "id"])
+        .code(2)
+        .stderr(predicate::str::contains("--name"));
+    // An existing file as `--output` is bad usage, not an unexpected failure.
+    let file = common::write(dir.path(), "f.csv", b"text,label\ngood,pos\nbad,neg\n");
+    habitlens(&cache)
+        .args(["train", file.to_str().unwrap(), "--label-column", "label"])
+        .args(["--output", file.to_str().unwrap()])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("is a file"));
+    run(b"text,stars\ngood,5\n", &[]).code(2).stderr(
+        predicate::str::contains("no column `label`")
+            .and(predicate::str::contains("pass `--label-column` one of the columns")),
+    );
     run(b"text,label\ngood,pos\nbad,neg\n", &["--val-fraction", "1.5"])
         .code(2)
         .stderr(predicate::str::contains("--val-fraction"));
@@ -336,4 +351,23 @@ fn analyze_runs_the_shipped_sentiment_head_and_crosses_it_with_the_taxonomy() {
                 .and(predicate::str::contains("rename one head folder").not())
                 .and(predicate::str::contains("--name")),
         );
+}
+
+/// A head named like a taxonomy group (`needs`) gave rows.csv two `needs` columns; analyze now
+/// refuses it (exit code 2) unless the taxonomy is off.
+#[test]
+fn analyze_refuses_a_head_named_like_a_taxonomy_group() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("cache");
+    let data = write_reviews(dir.path(), "r.csv", &hu_liu(0, 20));
+    let head = dir.path().join("needs-head");
+    train(&cache, &data, &head, &["--label-column", "sentiment", "--name", "needs"]);
+    let out = dir.path().join("out");
+    habitlens(&cache)
+        .args(["analyze", data.to_str().unwrap(), "--head", head.to_str().unwrap()])
+        .args(["--output-dir", out.to_str().unwrap()])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("taxonomy group"));
+    assert!(!out.join("rows.csv").exists());
 }

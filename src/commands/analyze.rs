@@ -178,6 +178,18 @@ pub(super) fn run(args: &AnalyzeArgs, ui: Ui) -> anyhow::Result<()> {
         }
         heads.push(head);
     }
+    // rows.csv names a group's columns after the group and a head's after the head.
+    if let Some(clash) = heads
+        .iter()
+        .find(|h| !args.no_taxonomy && taxonomy.groups.iter().any(|g| g.name == h.name()))
+    {
+        return Err(UsageError(format!(
+            "head `{}` has the name of a taxonomy group, so their columns in rows.csv would clash; \
+             retrain it with another `--name`, or pass `--no-taxonomy`",
+            clash.name()
+        ))
+        .into());
+    }
     if args.no_taxonomy && heads.is_empty() {
         return Err(UsageError(
             "`--no-taxonomy` with `--no-sentiment` and no `--head` leaves nothing to do".into(),

@@ -56,7 +56,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
 }
 
 /// Opens the input named by `args`, checking format and columns before any heavy work.
-fn open_input(args: &InputArgs, extra_columns: Vec<String>) -> anyhow::Result<Reader> {
+fn open_input(args: &InputArgs, extra_columns: Vec<(String, String)>) -> anyhow::Result<Reader> {
     let delimiter = args
         .delimiter
         .map(|c| {

@@ -27,7 +27,7 @@ pub(super) struct LabelledFile {
 
 /// Reads every row of `input` with its label cell from `label_column`.
 pub(super) fn read_labelled(input: &InputArgs, label_column: &str) -> anyhow::Result<LabelledFile> {
-    let reader = open_input(input, vec![label_column.to_string()])?;
+    let reader = open_input(input, vec![(label_column.to_string(), "--label-column".into())])?;
     let file = reader.file_name().to_string();
     let text_column = match (&input.text_column, reader.headers()) {
         (Some(c), _) => c.clone(),
@@ -106,6 +106,19 @@ pub(super) fn check_flags(args: &TrainArgs) -> Result<(), UsageError> {
         return fail(format!(
             "`--val-fraction` must be at least 0 and below 0.9, got {}",
             args.val_fraction
+        ));
+    }
+    let name = head_name(args);
+    if name.trim().is_empty() || ["id", "status"].contains(&name.as_str()) {
+        return fail(format!(
+            "`--name` `{name}` cannot name a head: its columns would clash with `id` and \
+             `status` or be unnamed"
+        ));
+    }
+    if args.output.exists() && !args.output.is_dir() {
+        return fail(format!(
+            "`--output` `{}` is a file; it must be a folder for the head",
+            args.output.display()
         ));
     }
     if !(0.0..1.0).contains(&args.dropout) {

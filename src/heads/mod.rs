@@ -235,6 +235,15 @@ impl Head {
                 m.base_model.dimension
             )));
         }
+        if m.name.trim().is_empty() || ["id", "status"].contains(&m.name.as_str()) {
+            return Err(bad(format!(
+                "its name `{}` clashes with the `id` or `status` column",
+                m.name
+            )));
+        }
+        if let Some(l) = m.labels.iter().enumerate().find(|(i, l)| m.labels[..*i].contains(l)) {
+            return Err(bad(format!("label `{}` is listed twice", l.1)));
+        }
         if self.mlp.outputs() != m.labels.len() {
             return Err(bad(format!(
                 "the weights give {} outputs for {} labels",
