@@ -369,22 +369,7 @@ pub(super) fn run(args: &TrainArgs, ui: Ui) -> anyhow::Result<()> {
         max_seq_length,
         truncated
     )?;
-    match kind {
-        TaskKind::SingleLabel => sayln!(
-            "validation: accuracy {:.4}, macro-F1 {:.4}, weighted-F1 {:.4}, loss {:.4}",
-            validation.accuracy,
-            validation.macro_f1,
-            validation.weighted_f1.unwrap_or(f64::NAN),
-            validation.loss
-        )?,
-        TaskKind::MultiLabel => sayln!(
-            "validation: micro-F1 {:.4}, macro-F1 {:.4}, exact match {:.4}, loss {:.4}",
-            validation.micro_f1.unwrap_or(f64::NAN),
-            validation.macro_f1,
-            validation.accuracy,
-            validation.loss
-        )?,
-    }
+    super::train::say_validation(kind, &validation)?;
     sayln!(
         "reload check: the folder gives the training run's embeddings of {shown} validation \
          text(s), lowest cosine {lowest:.6}"

@@ -86,6 +86,29 @@ pub(super) fn read_checked(
     Ok((labelled, data, total))
 }
 
+/// Prints the validation figures of a head on stdout, as `train` reports them.
+pub(super) fn say_validation(
+    kind: TaskKind,
+    v: &crate::heads::format::ValidationFigures,
+) -> std::io::Result<()> {
+    match kind {
+        TaskKind::SingleLabel => sayln!(
+            "validation: accuracy {:.4}, macro-F1 {:.4}, weighted-F1 {:.4}, loss {:.4}",
+            v.accuracy,
+            v.macro_f1,
+            v.weighted_f1.unwrap_or(f64::NAN),
+            v.loss
+        ),
+        TaskKind::MultiLabel => sayln!(
+            "validation: micro-F1 {:.4}, macro-F1 {:.4}, exact match {:.4}, loss {:.4}",
+            v.micro_f1.unwrap_or(f64::NAN),
+            v.macro_f1,
+            v.accuracy,
+            v.loss
+        ),
+    }
+}
+
 /// The embedding cache the flags ask for, if any.
 pub(super) fn cache_from_args(args: &CacheArgs) -> Option<EmbeddingCache> {
     if args.no_cache {
@@ -304,22 +327,7 @@ pub(super) fn run(args: &TrainArgs, ui: Ui) -> anyhow::Result<()> {
         if fitted.refitted { ", then refitted on every row" } else { "" }
     )?;
     match &m.validation {
-        Some(v) => match kind {
-            TaskKind::SingleLabel => sayln!(
-                "validation: accuracy {:.4}, macro-F1 {:.4}, weighted-F1 {:.4}, loss {:.4}",
-                v.accuracy,
-                v.macro_f1,
-                v.weighted_f1.unwrap_or(f64::NAN),
-                v.loss
-            )?,
-            TaskKind::MultiLabel => sayln!(
-                "validation: micro-F1 {:.4}, macro-F1 {:.4}, exact match {:.4}, loss {:.4}",
-                v.micro_f1.unwrap_or(f64::NAN),
-                v.macro_f1,
-                v.accuracy,
-                v.loss
-            )?,
-        },
+        Some(v) => say_validation(kind, v)?,
         None => sayln!("validation: none (`--val-fraction 0`)")?,
     }
     sayln!("head written to {}", args.output.display())?;
