@@ -243,6 +243,20 @@ struct Report<'a, M: Serialize> {
     importance: Option<ImportanceReport<'a>>,
 }
 
+/// Writes `--report`, when asked for: the figures with what they were measured on.
+fn write_report<M: Serialize>(
+    path: Option<&Path>,
+    data: String,
+    model: String,
+    metrics: &M,
+    importance: Option<ImportanceReport<'_>>,
+) -> anyhow::Result<()> {
+    if let Some(path) = path {
+        write_json(path, &Report { data, model, metrics, importance })?;
+    }
+    Ok(())
+}
+
 #[derive(Serialize)]
 struct ImportanceReport<'a> {
     metric: &'static str,
@@ -307,28 +321,12 @@ fn run_evaluate(args: &PurchaseEvaluateArgs, ui: Ui) -> anyhow::Result<()> {
             let probs: Vec<f32> = predicted.iter().map(|&p| p as f32).collect();
             let metrics = BinaryMetrics::compute(&probs, positives, threshold);
             print_binary(&data, &metrics)?;
-            if let Some(path) = &args.report {
-                let report = Report {
-                    data,
-                    model: model_dir,
-                    metrics: &metrics,
-                    importance: importance_report,
-                };
-                write_json(path, &report)?;
-            }
+            write_report(args.report.as_deref(), data, model_dir, &metrics, importance_report)?;
         }
         Truth::Amounts(actual) => {
             let metrics = RegressionMetrics::compute(&predicted, actual);
             print_regression(&data, &metrics)?;
-            if let Some(path) = &args.report {
-                let report = Report {
-                    data,
-                    model: model_dir,
-                    metrics: &metrics,
-                    importance: importance_report,
-                };
-                write_json(path, &report)?;
-            }
+            write_report(args.report.as_deref(), data, model_dir, &metrics, importance_report)?;
         }
     }
     if let Some((baseline, columns)) = &importance {
