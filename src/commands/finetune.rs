@@ -24,7 +24,7 @@ use super::train::{head_name, read_checked};
 use super::{Ui, UsageError, warn_truncated};
 use crate::cli::heads::TrainArgs;
 use crate::finetune::{EpochReport, FinetuneConfig, Targets, TrainableEncoder};
-use crate::heads::format::{BaseModel, DataSeen, FineTuneRecord, HeadMeta, TrainingSettings};
+use crate::heads::format::{BaseModel, FineTuneRecord, HeadMeta, TrainingSettings};
 use crate::heads::labels::TaskKind;
 use crate::heads::split::stratified;
 use crate::heads::train::{figures, probabilities, tune_thresholds};
@@ -289,13 +289,7 @@ pub(super) fn run(args: &TrainArgs, ui: Ui) -> anyhow::Result<()> {
             seconds: train_seconds,
         },
         validation: Some(validation.clone()),
-        data: DataSeen {
-            file: labelled.file.clone(),
-            rows: total,
-            rows_used: data.len(),
-            rows_skipped: data.skipped.len(),
-            sha256: labelled.sha256,
-        },
+        data: super::train::data_seen(&labelled, total, &data),
         habitlens_version: env!("CARGO_PKG_VERSION").to_string(),
         fine_tune: Some(FineTuneRecord {
             from_model: BaseModel::from(&files.info),

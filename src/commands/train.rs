@@ -109,6 +109,17 @@ pub(super) fn say_validation(
     }
 }
 
+/// What a head records of the data it was trained on.
+pub(super) fn data_seen(labelled: &LabelledFile, total: usize, data: &LabelledData) -> DataSeen {
+    DataSeen {
+        file: labelled.file.clone(),
+        rows: total,
+        rows_used: data.len(),
+        rows_skipped: data.skipped.len(),
+        sha256: labelled.sha256.clone(),
+    }
+}
+
 /// The embedding cache the flags ask for, if any.
 pub(super) fn cache_from_args(args: &CacheArgs) -> Option<EmbeddingCache> {
     if args.no_cache {
@@ -285,13 +296,7 @@ pub(super) fn run(args: &TrainArgs, ui: Ui) -> anyhow::Result<()> {
             seconds: fitted.seconds,
         },
         validation: fitted.validation.clone(),
-        data: DataSeen {
-            file: labelled.file.clone(),
-            rows: total,
-            rows_used: data.len(),
-            rows_skipped: data.skipped.len(),
-            sha256: labelled.sha256,
-        },
+        data: data_seen(&labelled, total, &data),
         habitlens_version: env!("CARGO_PKG_VERSION").to_string(),
         fine_tune: None,
     };
