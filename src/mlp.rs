@@ -229,6 +229,22 @@ impl Mlp {
         Ok(Self { scaling: None, layers: vec![Dense { weight, bias }] })
     }
 
+    /// The model as one plain linear map `y = x Wᵀ + b` (weight outputs × inputs, row-major, and
+    /// bias), with any standardisation folded into it; `None` when it has hidden layers.
+    ///
+    /// # Errors
+    /// Fails when a tensor cannot be read.
+    pub fn as_linear(&self) -> Result<Option<(Vec<f32>, Vec<f32>)>, MlpError> {
+        let [layer] = self.layers.as_slice() else { return Ok(None) };
+        let (mut weight, mut bias) = (layer.weight.clone(), layer.bias.clone());
+        if let Some((mean, std)) = &self.scaling {
+            // W ((x - mean) / std) + b = (W / std) x + (b - (W / std) mean)
+            weight = weight.broadcast_div(&std.unsqueeze(0)?)?;
+            bias = (bias - weight.matmul(&mean.unsqueeze(1)?)?.squeeze(1)?)?;
+        }
+        Ok(Some((weight.flatten_all()?.to_vec1()?, bias.to_vec1()?)))
+    }
+
     /// Features per row.
     pub fn inputs(&self) -> usize {
         self.layers[0].weight.dims2().map_or(0, |(_, i)| i)
@@ -721,6 +737,24 @@ mod tests {
         let kept = trained.history[trained.best_epoch - 1].val_loss.unwrap();
         assert!(kept < first * 0.5, "validation loss {first} -> {kept}");
         assert!(accuracy(&trained.mlp, &vx, &vy) > 0.95);
+    }
+
+    #[test]
+    fn as_linear_folds_standardisation_into_the_weights() {
+        let (x, y) = clusters(64, 5);
+        let t = Targets::Classes(y);
+        let data = Data { features: &x, width: 4, targets: &t };
+        let config = MlpConfig { epochs: 3, standardize: true, ..Default::default() };
+        let objective = Objective::Softmax { class_weights: None };
+        let mlp = train(&data, None, &objective, &config, &mut |_| {}).unwrap().mlp;
+        let (w, b) = mlp.as_linear().unwrap().expect("a linear model");
+        let folded = Mlp::linear(w, b).unwrap();
+        for (a, b) in mlp.forward(&x).unwrap().iter().zip(folded.forward(&x).unwrap()) {
+            assert!((a - b).abs() < 1e-4, "{a} vs {b}");
+        }
+        let deep = MlpConfig { hidden: vec![3], ..config };
+        let mlp = train(&data, None, &objective, &deep, &mut |_| {}).unwrap().mlp;
+        assert!(mlp.as_linear().unwrap().is_none(), "a hidden layer cannot be folded");
     }
 
     #[test]

@@ -7,6 +7,7 @@ use candle_core::{DType, Device, Tensor, Var};
 use candle_nn::{AdamW, Optimizer, ParamsAdamW};
 use habitlens::embed::Embedder;
 use habitlens::finetune::TrainableEncoder;
+use habitlens::finetune::optim::Optimiser;
 use habitlens::model::{ModelFiles, ModelSource, ModelSpec};
 
 /// Eight positive and eight negative sentences from the Hu & Liu customer reviews.
@@ -82,25 +83,50 @@ fn one_step_changes_every_encoder_weight_and_the_loss_falls() {
         assert!(norm > 0.0, "gradient of `{name}` is zero");
     }
 
-    // One step without weight decay moves every tensor.
+    // The training path looks up only the rows a batch uses, and gives the same embeddings.
+    let ids: Vec<&[u32]> = s.ids.iter().map(Vec::as_slice).collect();
+    let dense = s.encoder.forward(&ids).unwrap().to_vec2::<f32>().unwrap();
+    let (sparse, rows) = s.encoder.forward_rows(&ids).unwrap();
+    for (a, b) in dense.iter().zip(sparse.to_vec2::<f32>().unwrap()) {
+        assert!(common::cosine(a, &b) > 0.99999);
+    }
+    let distinct: std::collections::BTreeSet<u32> = s.ids.iter().flatten().copied().collect();
+    assert_eq!(rows.ids.len(), distinct.len() + 1, "the batch's distinct tokens and padding");
+
+    // One step of the optimiser fine-tuning uses, without weight decay, moves every tensor.
     let before: Vec<Tensor> = named.iter().map(|(_, v)| v.as_tensor().copy().unwrap()).collect();
-    let mut vars = s.encoder.vars();
+    let mut vars = s.encoder.dense_vars();
+    assert_eq!(vars.len() + 1, named.len(), "all but the word table are dense");
     vars.push(s.head.clone());
-    let params = ParamsAdamW { lr: 2e-5, weight_decay: 0.0, ..ParamsAdamW::default() };
-    let mut opt = AdamW::new(vars, params).unwrap();
-    let first = loss(&s);
-    let first_value = first.to_scalar::<f32>().unwrap();
-    opt.backward_step(&first).unwrap();
+    let mut opt = Optimiser::new(vars, s.encoder.word_table().clone(), 0.0, 1.0).unwrap();
+    let step = |opt: &mut Optimiser| -> f32 {
+        let (pooled, rows) = s.encoder.forward_rows(&ids).unwrap();
+        let loss = sparse_loss(&s, &pooled);
+        opt.step(&loss, &rows, 2e-5).unwrap();
+        loss.to_scalar::<f32>().unwrap()
+    };
+    let first_value = step(&mut opt);
     for ((name, var), old) in named.iter().zip(&before) {
         let moved = (var.as_tensor() - old).unwrap().abs().unwrap().max_all().unwrap();
         assert!(moved.to_scalar::<f32>().unwrap() > 0.0, "`{name}` did not change after a step");
     }
+    // Word rows no text uses stay as they were.
+    let table = s.encoder.word_table().as_tensor();
+    let word = named.iter().position(|(n, _)| n.ends_with("word_embeddings.weight")).unwrap();
+    let unused = (0..30522u32).find(|id| !distinct.contains(id) && *id != 0).unwrap();
+    let row = |t: &Tensor| t.get(unused as usize).unwrap().to_vec1::<f32>().unwrap();
+    assert_eq!(row(table), row(&before[word]), "row {unused} is in no text");
 
     for _ in 0..4 {
-        opt.backward_step(&loss(&s)).unwrap();
+        step(&mut opt);
     }
     let last = loss(&s).to_scalar::<f32>().unwrap();
     assert!(last < first_value * 0.9, "loss went from {first_value} to {last}");
+}
+
+fn sparse_loss(s: &Setup, pooled: &Tensor) -> Tensor {
+    let logits = (pooled.matmul(s.head.as_tensor()).unwrap() * 20.0).unwrap();
+    candle_nn::loss::cross_entropy(&logits, &s.labels).unwrap()
 }
 
 #[test]
@@ -167,14 +193,57 @@ fn finetune_loop_lowers_validation_loss_and_is_reproducible() {
     };
     let a = run();
     assert_eq!(a.epochs.len(), 3);
-    let first = a.epochs[0].val_loss;
-    let best = a.epochs.iter().map(|e| e.val_loss).fold(f64::INFINITY, f64::min);
-    assert!(best < first, "validation loss never improved: {:?}", a.epochs);
     assert!(a.epochs[2].train_loss < a.epochs[0].train_loss, "{:?}", a.epochs);
+    let best = a.epochs.iter().map(|e| e.val_loss).fold(f64::INFINITY, f64::min);
+    assert_eq!(a.epochs[a.best_epoch - 1].val_loss, best, "the kept epoch validates best");
+    assert!(a.probe_val_loss.is_finite() && a.probe_val_loss > 0.0, "{}", a.probe_val_loss);
+    assert!(a.epochs.iter().all(|e| e.steps == 3), "12 texts in batches of 4: {:?}", a.epochs);
     let b = run();
     assert_eq!(a.head_weight, b.head_weight, "the same seed gives the same head");
     let losses = |r: &habitlens::finetune::Finetuned| -> Vec<(f64, f64)> {
         r.epochs.iter().map(|e| (e.train_loss, e.val_loss)).collect()
     };
     assert_eq!(losses(&a), losses(&b), "and the same losses");
+}
+
+#[test]
+fn contrastive_stage_lowers_its_loss_and_refuses_multi_label() {
+    use habitlens::finetune::{FinetuneConfig, Targets};
+    let (texts, labels) = sample();
+    let ids = token_ids(&texts);
+    let files = ModelFiles::resolve(&common::default_source()).unwrap();
+    let config = FinetuneConfig {
+        epochs: 1,
+        lr: 1e-4,
+        batch_size: 8,
+        contrastive_epochs: 3,
+        warmup_fraction: 0.0,
+        ..Default::default()
+    };
+    let (train, val) = (&ids[..], &ids[..4]);
+    let tuned = TrainableEncoder::load(&files, &Device::Cpu)
+        .unwrap()
+        .finetune(
+            (train, &Targets::Single(labels.clone())),
+            (val, &Targets::Single(labels[..4].to_vec())),
+            2,
+            &config,
+            &mut |_| {},
+            &mut |_| {},
+        )
+        .unwrap();
+    let losses = &tuned.contrastive_losses;
+    assert_eq!(losses.len(), 3);
+    assert!(losses[2] < losses[0], "contrastive loss per epoch: {losses:?}");
+
+    let multi = Targets::Multi(labels.iter().flat_map(|&l| [l as f32, 1.0 - l as f32]).collect());
+    let refused = TrainableEncoder::load(&files, &Device::Cpu).unwrap().finetune(
+        (train, &multi),
+        (val, &multi),
+        2,
+        &config,
+        &mut |_| {},
+        &mut |_| {},
+    );
+    assert!(refused.is_err(), "multi-label targets have no contrastive stage");
 }

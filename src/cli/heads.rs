@@ -128,9 +128,30 @@ pub struct TrainArgs {
     ///
     /// Cross-entropy (binary cross-entropy with `--multi-label`), AdamW, linear warm-up then
     /// linear decay of the learning rate, gradient clipping, validation each epoch with early
-    /// stopping; the encoder of the epoch with the lowest validation loss is kept.
+    /// stopping; the encoder of the epoch with the lowest validation loss is kept. The head
+    /// starts from a linear probe: a linear head fitted on the model's embeddings before the
+    /// encoder moves.
     #[arg(long, help_heading = "Fine-tuning")]
     pub fine_tune: bool,
+    /// Before the head, train the encoder to pull texts of the same label together and push
+    /// the others apart (a supervised contrastive loss over pairs of same-label texts, in the
+    /// spirit of SetFit): for few examples per label. Single-label only.
+    #[arg(
+        long,
+        requires = "fine_tune",
+        conflicts_with = "multi_label",
+        help_heading = "Fine-tuning"
+    )]
+    pub contrastive: bool,
+    /// Passes over the training texts of the `--contrastive` stage.
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = 4,
+        requires = "contrastive",
+        help_heading = "Fine-tuning"
+    )]
+    pub contrastive_epochs: usize,
     /// Longest text in tokens while fine-tuning (longer texts are cut); the model's own limit
     /// by default. It is written into the exported folder, so the folder embeds as it trained.
     #[arg(long, value_name = "N", requires = "fine_tune", help_heading = "Fine-tuning")]

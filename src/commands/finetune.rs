@@ -10,12 +10,11 @@
 //! [`CHECK_FILE`]: embeddings of a few validation texts as the training run computed them, so
 //! anyone can check that loading the folder reproduces them.
 
-use std::cell::Cell;
 use std::path::Path;
 use std::time::Instant;
 
 use anyhow::Context;
-use candle_core::{DType, Device};
+use candle_core::Device;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde::Serialize;
 use tokenizers::{Tokenizer, TruncationParams};
@@ -53,18 +52,7 @@ fn cosine(a: &[f32], b: &[f32]) -> f64 {
     dot / (norm(a) * norm(b)).max(f64::MIN_POSITIVE)
 }
 
-/// Embeddings of `ids` by the trained encoder, without gradients, rows × dimension.
-fn embed_ids(encoder: &TrainableEncoder, ids: &[Vec<u32>]) -> anyhow::Result<Vec<f32>> {
-    let mut out = Vec::with_capacity(ids.len() * encoder.info().dimension);
-    for batch in ids.chunks(32) {
-        let batch: Vec<&[u32]> = batch.iter().map(Vec::as_slice).collect();
-        let pooled = encoder.forward(&batch)?.detach().to_dtype(DType::F32)?;
-        out.extend(pooled.flatten_all()?.to_vec1::<f32>()?);
-    }
-    Ok(out)
-}
-
-fn step_progress(ui: Ui, texts: usize) -> ProgressBar {
+fn step_progress(ui: Ui, texts: usize, first: &str) -> ProgressBar {
     if !ui.progress {
         return ProgressBar::hidden();
     }
@@ -75,7 +63,7 @@ fn step_progress(ui: Ui, texts: usize) -> ProgressBar {
         )
         .expect("the progress template is valid"),
     );
-    bar.set_message("epoch 1");
+    bar.set_message(first.to_string());
     bar
 }
 
@@ -173,6 +161,7 @@ pub(super) fn run(args: &TrainArgs, ui: Ui) -> anyhow::Result<()> {
         max_grad_norm: args.max_grad_norm,
         patience: args.patience(),
         seed: args.seed,
+        contrastive_epochs: if args.contrastive { args.contrastive_epochs } else { 0 },
     };
     let device = Device::Cpu;
     let encoder = TrainableEncoder::load(&files, &device)
@@ -187,20 +176,13 @@ pub(super) fn run(args: &TrainArgs, ui: Ui) -> anyhow::Result<()> {
     );
 
     // Progress, per-epoch figures, and the time of the optimiser steps alone.
-    let bar = step_progress(ui, train_ids.len() * config.epochs);
-    let last = Cell::new(Instant::now());
-    let step_seconds = Cell::new(0.0f64);
-    let steps = Cell::new(0usize);
+    let first = if config.contrastive_epochs > 0 { "contrastive stage" } else { "epoch 1" };
+    let bar =
+        step_progress(ui, train_ids.len() * (config.epochs + config.contrastive_epochs), first);
     let progress_bar = bar.clone();
-    let mut progress = |n: usize| {
-        step_seconds.set(step_seconds.get() + last.get().elapsed().as_secs_f64());
-        steps.set(steps.get() + 1);
-        last.set(Instant::now());
-        progress_bar.inc(n as u64);
-    };
+    let mut progress = |n: usize| progress_bar.inc(n as u64);
     let epoch_bar = bar.clone();
     let mut on_epoch = |e: &EpochReport| {
-        last.set(Instant::now());
         tracing::info!(
             epoch = e.epoch,
             train_loss = format!("{:.4}", e.train_loss),
@@ -229,11 +211,12 @@ pub(super) fn run(args: &TrainArgs, ui: Ui) -> anyhow::Result<()> {
         )
         .context("fine-tuning the encoder")?;
     bar.finish_and_clear();
-    let (steps, step_seconds) = (steps.get(), step_seconds.get());
+    let steps: usize = tuned.epochs.iter().map(|e| e.steps).sum();
+    let step_seconds: f64 = tuned.epochs.iter().map(|e| e.step_seconds).sum();
     let train_seconds = tuned.epochs.iter().map(|e| e.seconds).sum::<f64>();
 
     // Validation figures and thresholds, from the kept encoder and head.
-    let val_embeddings = embed_ids(&tuned.encoder, &val_ids)?;
+    let val_embeddings = tuned.encoder.embed(&val_ids)?;
     let head_mlp = Mlp::linear(tuned.head_weight.clone(), tuned.head_bias.clone())?;
     let probs = probabilities(&head_mlp, kind, &val_embeddings)?;
     let thresholds = match kind {
@@ -298,6 +281,8 @@ pub(super) fn run(args: &TrainArgs, ui: Ui) -> anyhow::Result<()> {
             epochs: tuned.epochs.clone(),
             steps,
             seconds_per_step: step_seconds / steps.max(1) as f64,
+            probe_val_loss: Some(tuned.probe_val_loss),
+            contrastive_losses: tuned.contrastive_losses.clone(),
         }),
     };
     let head = Head::new(meta, head_mlp)?;
@@ -362,6 +347,18 @@ pub(super) fn run(args: &TrainArgs, ui: Ui) -> anyhow::Result<()> {
         step_seconds / steps.max(1) as f64,
         max_seq_length,
         truncated
+    )?;
+    if !tuned.contrastive_losses.is_empty() {
+        let losses: Vec<String> =
+            tuned.contrastive_losses.iter().map(|l| format!("{l:.4}")).collect();
+        sayln!("contrastive stage: loss per epoch {}", losses.join(", "))?;
+    }
+    sayln!(
+        "head started from a linear probe on the {} embeddings: validation loss {:.4}, {:.4} \
+         after fine-tuning",
+        if tuned.contrastive_losses.is_empty() { "model's" } else { "contrastive stage's" },
+        tuned.probe_val_loss,
+        best_loss
     )?;
     super::train::say_validation(kind, &validation)?;
     sayln!(

@@ -158,6 +158,12 @@ pub struct FineTuneRecord {
     pub steps: usize,
     /// Mean seconds per optimiser step (validation excluded).
     pub seconds_per_step: f64,
+    /// Validation loss of the linear probe the head started from, before the encoder moved.
+    #[serde(default)]
+    pub probe_val_loss: Option<f64>,
+    /// Mean loss of each epoch of the contrastive stage (empty when it did not run).
+    #[serde(default)]
+    pub contrastive_losses: Vec<f64>,
 }
 
 impl HeadMeta {

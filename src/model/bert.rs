@@ -146,13 +146,13 @@ impl Embeddings {
         })
     }
 
-    fn forward(&self, input_ids: &Tensor, differentiable: bool) -> Result<Tensor> {
-        let (_batch, seq_len) = input_ids.dims2()?;
-        let positions = Tensor::arange(0u32, seq_len as u32, input_ids.device())?;
+    /// `words`: the word vectors of each token, (batch, seq, hidden).
+    fn forward(&self, words: &Tensor, differentiable: bool) -> Result<Tensor> {
+        let (_batch, seq_len, _hidden) = words.dims3()?;
+        let positions = Tensor::arange(0u32, seq_len as u32, words.device())?;
         // Every text is a single segment, so the token type is always 0.
-        let token_type = Tensor::zeros(1, DType::U32, input_ids.device())?;
-        let xs = self.word.forward(input_ids)?;
-        let xs = xs.broadcast_add(&self.position.forward(&positions)?)?;
+        let token_type = Tensor::zeros(1, DType::U32, words.device())?;
+        let xs = words.broadcast_add(&self.position.forward(&positions)?)?;
         let xs = xs.broadcast_add(&self.token_type.forward(&token_type)?)?;
         self.norm.forward(&xs, differentiable)
     }
@@ -280,13 +280,32 @@ impl BertModel {
     /// `input_ids`: u32 (batch, seq); `attention_mask`: f32 (batch, seq), 1 for real tokens and
     /// 0 for padding. Returns f32 (batch, seq, hidden).
     pub fn forward(&self, input_ids: &Tensor, attention_mask: &Tensor) -> Result<Tensor> {
-        let (batch, seq_len) = input_ids.dims2()?;
+        let words = self.embeddings.word.forward(input_ids)?;
+        self.forward_words(&words, attention_mask, self.differentiable)
+    }
+
+    /// The word-embedding table, (vocabulary, hidden).
+    pub fn word_embeddings(&self) -> &Tensor {
+        self.embeddings.word.embeddings()
+    }
+
+    /// Runs the encoder from word vectors already looked up, (batch, seq, hidden), so that a
+    /// caller can take them from a smaller table (training updates only the rows a batch uses).
+    /// `differentiable` picks the layer norm and softmax as [`BertModel::with_differentiable`]
+    /// does, for this call only.
+    pub fn forward_words(
+        &self,
+        words: &Tensor,
+        attention_mask: &Tensor,
+        differentiable: bool,
+    ) -> Result<Tensor> {
+        let (batch, seq_len) = attention_mask.dims2()?;
         // Padding gets a large negative score so softmax gives it no weight.
         let mask_bias = ((attention_mask.ones_like()? - attention_mask)? * -1e9f64)?
             .reshape((batch, 1, 1, seq_len))?;
-        let mut xs = self.embeddings.forward(input_ids, self.differentiable)?;
+        let mut xs = self.embeddings.forward(words, differentiable)?;
         for layer in &self.layers {
-            xs = layer.forward(&xs, &mask_bias, self.differentiable)?;
+            xs = layer.forward(&xs, &mask_bias, differentiable)?;
         }
         Ok(xs)
     }

@@ -5,14 +5,27 @@
 //! BERT silently stop at the first layer norm. [`TrainableEncoder`] runs our own
 //! [`BertModel`] in its differentiable mode (composed layer norm and softmax), so every encoder
 //! weight gets a gradient; `tests/finetune.rs` checks that one optimiser step changes all of them.
+//!
+//! A run ([`TrainableEncoder::finetune`], in `train.rs`) optionally starts with a contrastive
+//! stage ([`contrastive`]), fits a linear head on the encoder's embeddings as they are (a
+//! linear probe), then trains encoder and head together from there. The optimiser
+//! ([`optim::Optimiser`]) updates only the word-embedding rows each batch uses.
 
+pub mod contrastive;
+pub mod optim;
+mod train;
+
+use std::collections::HashMap;
 use std::path::Path;
 
 use candle_core::{DType, Device, Tensor, Var};
 use candle_nn::{VarBuilder, VarMap};
 
 use crate::model::{BertModel, ModelError, ModelFiles, ModelInfo, l2_normalize};
-use crate::rng::SplitMix;
+use optim::WordRows;
+
+/// Name of the word-embedding table in the variable map.
+const WORD_TABLE: &str = "embeddings.word_embeddings.weight";
 
 /// What went wrong while fine-tuning or exporting.
 #[derive(Debug, thiserror::Error)]
@@ -38,6 +51,8 @@ pub enum FinetuneError {
 pub struct TrainableEncoder {
     model: BertModel,
     vars: VarMap,
+    /// The word-embedding table, also held in `vars`.
+    word: Var,
     info: ModelInfo,
     device: Device,
 }
@@ -52,7 +67,7 @@ impl TrainableEncoder {
         let vb = VarBuilder::from_varmap(&vars, DType::F32, device);
         let model = BertModel::load(vb, &files.config)?.with_differentiable(true);
         let weights = candle_core::safetensors::load(&files.weights, device)?;
-        {
+        let word = {
             let data = vars.data().lock().expect("the variable map lock is not poisoned");
             for (name, var) in data.iter() {
                 let stored =
@@ -61,13 +76,28 @@ impl TrainableEncoder {
                     )?;
                 var.set(&stored.to_dtype(DType::F32)?)?;
             }
-        }
-        Ok(Self { model, vars, info: files.info.clone(), device: device.clone() })
+            data.get(WORD_TABLE).cloned().ok_or_else(|| {
+                candle_core::Error::Msg(format!("the model has no `{WORD_TABLE}`"))
+            })?
+        };
+        Ok(Self { model, vars, word, info: files.info.clone(), device: device.clone() })
     }
 
     /// Every trainable variable of the encoder.
     pub fn vars(&self) -> Vec<Var> {
         self.vars.all_vars()
+    }
+
+    /// Every trainable variable of the encoder except the word-embedding table, which
+    /// [`optim::Optimiser`] updates row by row.
+    pub fn dense_vars(&self) -> Vec<Var> {
+        let word = self.word.as_tensor().id();
+        self.vars.all_vars().into_iter().filter(|v| v.as_tensor().id() != word).collect()
+    }
+
+    /// The word-embedding table.
+    pub fn word_table(&self) -> &Var {
+        &self.word
     }
 
     /// Variables by checkpoint name, for inspection.
@@ -83,9 +113,8 @@ impl TrainableEncoder {
         &self.info
     }
 
-    /// Pooled (and normalised, when the model says so) embeddings of a batch of token-id
-    /// sequences, as a (batch, dimension) tensor that carries gradients.
-    pub fn forward(&self, ids: &[&[u32]]) -> Result<Tensor, FinetuneError> {
+    /// Pads a batch of token-id sequences to its longest: ids and attention mask, (batch, seq).
+    fn pad(&self, ids: &[&[u32]]) -> candle_core::Result<(Vec<u32>, Tensor, usize)> {
         let seq_len = ids.iter().map(|t| t.len()).max().unwrap_or(0);
         let mut flat = vec![0u32; ids.len() * seq_len];
         let mut mask = vec![0f32; ids.len() * seq_len];
@@ -93,11 +122,69 @@ impl TrainableEncoder {
             flat[row * seq_len..row * seq_len + text.len()].copy_from_slice(text);
             mask[row * seq_len..row * seq_len + text.len()].fill(1.0);
         }
-        let flat = Tensor::from_vec(flat, (ids.len(), seq_len), &self.device)?;
         let mask = Tensor::from_vec(mask, (ids.len(), seq_len), &self.device)?;
-        let hidden = self.model.forward(&flat, &mask)?;
-        let pooled = self.info.pooling.apply(&hidden, &mask)?;
+        Ok((flat, mask, seq_len))
+    }
+
+    fn pool(&self, hidden: &Tensor, mask: &Tensor) -> Result<Tensor, FinetuneError> {
+        let pooled = self.info.pooling.apply(hidden, mask)?;
         Ok(if self.info.normalize { l2_normalize(&pooled)? } else { pooled })
+    }
+
+    /// Pooled (and normalised, when the model says so) embeddings of a batch of token-id
+    /// sequences, as a (batch, dimension) tensor that carries gradients to every weight,
+    /// the whole word table included.
+    pub fn forward(&self, ids: &[&[u32]]) -> Result<Tensor, FinetuneError> {
+        let (flat, mask, seq_len) = self.pad(ids)?;
+        let flat = Tensor::from_vec(flat, (ids.len(), seq_len), &self.device)?;
+        let hidden = self.model.forward(&flat, &mask)?;
+        self.pool(&hidden, &mask)
+    }
+
+    /// As [`TrainableEncoder::forward`], but the word vectors come from a copy of just the rows
+    /// the batch uses, returned beside the embeddings: their gradient is what
+    /// [`optim::Optimiser::step`] applies to the table.
+    pub fn forward_rows(&self, ids: &[&[u32]]) -> Result<(Tensor, WordRows), FinetuneError> {
+        let (flat, mask, seq_len) = self.pad(ids)?;
+        let mut used: Vec<u32> = flat.clone();
+        used.sort_unstable();
+        used.dedup();
+        let local: HashMap<u32, u32> =
+            used.iter().enumerate().map(|(k, &id)| (id, k as u32)).collect();
+        let flat: Vec<u32> = flat.iter().map(|id| local[id]).collect();
+        let picked =
+            self.word.as_tensor().index_select(&Tensor::new(used.as_slice(), &self.device)?, 0)?;
+        let rows = WordRows { ids: used, var: Var::from_tensor(&picked.detach())? };
+        let hidden_size = picked.dim(1)?;
+        let words = rows
+            .var
+            .as_tensor()
+            .index_select(&Tensor::from_vec(flat, ids.len() * seq_len, &self.device)?, 0)?
+            .reshape((ids.len(), seq_len, hidden_size))?;
+        let hidden = self.model.forward_words(&words, &mask, true)?;
+        Ok((self.pool(&hidden, &mask)?, rows))
+    }
+
+    /// Embeddings of token-id sequences without gradients, with the fast inference kernels,
+    /// rows × dimension, row-major.
+    ///
+    /// # Errors
+    /// Fails when a tensor operation fails.
+    pub fn embed(&self, ids: &[Vec<u32>]) -> Result<Vec<f32>, FinetuneError> {
+        let mut out = Vec::with_capacity(ids.len() * self.info.dimension);
+        for batch in ids.chunks(32) {
+            let batch: Vec<&[u32]> = batch.iter().map(Vec::as_slice).collect();
+            let (flat, mask, seq_len) = self.pad(&batch)?;
+            let flat = Tensor::from_vec(flat, batch.len() * seq_len, &self.device)?;
+            let words = self.model.word_embeddings().detach().embedding(&flat)?.reshape((
+                batch.len(),
+                seq_len,
+                self.info.dimension,
+            ))?;
+            let hidden = self.model.forward_words(&words, &mask, false)?.detach();
+            out.extend(self.pool(&hidden, &mask)?.flatten_all()?.to_vec1::<f32>()?);
+        }
+        Ok(out)
     }
 
     /// Writes a complete sentence-transformers folder: the trained weights as
@@ -161,6 +248,9 @@ pub struct FinetuneConfig {
     pub patience: usize,
     /// Seed of the head initialisation and the shuffling.
     pub seed: u64,
+    /// Epochs of the contrastive first stage (single-label only); 0 skips it.
+    #[serde(default)]
+    pub contrastive_epochs: usize,
 }
 
 impl Default for FinetuneConfig {
@@ -174,6 +264,7 @@ impl Default for FinetuneConfig {
             max_grad_norm: 1.0,
             patience: 2,
             seed: 42,
+            contrastive_epochs: 0,
         }
     }
 }
@@ -216,6 +307,12 @@ pub struct EpochReport {
     pub val_loss: f64,
     /// Seconds the epoch took (training and validation).
     pub seconds: f64,
+    /// Optimiser steps of the epoch.
+    #[serde(default)]
+    pub steps: usize,
+    /// Seconds the steps took (validation excluded).
+    #[serde(default)]
+    pub step_seconds: f64,
 }
 
 /// A fine-tuned encoder and its linear head.
@@ -230,163 +327,8 @@ pub struct Finetuned {
     pub epochs: Vec<EpochReport>,
     /// The epoch whose weights were kept (lowest validation loss).
     pub best_epoch: usize,
-}
-
-impl TrainableEncoder {
-    fn loss(
-        &self,
-        ids: &[Vec<u32>],
-        idx: &[usize],
-        targets: &Targets,
-        labels: usize,
-        head: (&Var, &Var),
-    ) -> Result<Tensor, FinetuneError> {
-        let batch: Vec<&[u32]> = idx.iter().map(|&i| ids[i].as_slice()).collect();
-        let pooled = self.forward(&batch)?;
-        let logits = pooled.matmul(&head.0.as_tensor().t()?)?.broadcast_add(head.1.as_tensor())?;
-        let target = targets.select(idx, labels, &self.device)?;
-        Ok(match targets {
-            Targets::Single(_) => candle_nn::loss::cross_entropy(&logits, &target)?,
-            Targets::Multi(_) => {
-                candle_nn::loss::binary_cross_entropy_with_logit(&logits, &target)?
-            }
-        })
-    }
-
-    /// Trains the encoder and a linear head together on `train`, validating on `val` after each
-    /// epoch and keeping the weights of the epoch with the lowest validation loss (stopping
-    /// after `patience` epochs without improvement). `progress` hears the number of texts done
-    /// after each step; `on_epoch` hears each epoch's figures.
-    ///
-    /// # Errors
-    /// Fails when a tensor operation fails.
-    #[allow(clippy::too_many_arguments)]
-    pub fn finetune(
-        self,
-        train: (&[Vec<u32>], &Targets),
-        val: (&[Vec<u32>], &Targets),
-        labels: usize,
-        config: &FinetuneConfig,
-        progress: &mut dyn FnMut(usize),
-        on_epoch: &mut dyn FnMut(&EpochReport),
-    ) -> Result<Finetuned, FinetuneError> {
-        use candle_nn::{AdamW, Optimizer, ParamsAdamW};
-
-        let dim = self.info.dimension;
-        let mut rng = SplitMix::new(config.seed);
-        // Small uniform initialisation, as PyTorch's Linear does (bound 1/sqrt(fan_in)).
-        let bound = 1.0 / (dim as f32).sqrt();
-        let init: Vec<f32> =
-            (0..labels * dim).map(|_| (rng.uniform() * 2.0 - 1.0) * bound).collect();
-        let head_w = Var::from_tensor(&Tensor::from_vec(init, (labels, dim), &self.device)?)?;
-        let head_b = Var::from_tensor(&Tensor::zeros(labels, DType::F32, &self.device)?)?;
-        let mut vars = self.vars();
-        vars.extend([head_w.clone(), head_b.clone()]);
-        let params =
-            ParamsAdamW { lr: 0.0, weight_decay: config.weight_decay, ..Default::default() };
-        let mut opt = AdamW::new(vars.clone(), params)?;
-
-        let steps_per_epoch = train.0.len().div_ceil(config.batch_size.max(1));
-        let total_steps = (steps_per_epoch * config.epochs).max(1);
-        let warmup = ((total_steps as f64 * config.warmup_fraction).round() as usize).max(1);
-        let mut step = 0usize;
-        let mut best: Option<(f64, usize, Vec<Tensor>)> = None;
-        let mut reports = Vec::new();
-        let mut order: Vec<usize> = (0..train.0.len()).collect();
-
-        for epoch in 1..=config.epochs {
-            let started = std::time::Instant::now();
-            rng.shuffle(&mut order);
-            let mut train_loss = 0.0;
-            for batch in order.chunks(config.batch_size.max(1)) {
-                step += 1;
-                let lr = if step <= warmup {
-                    config.lr * step as f64 / warmup as f64
-                } else {
-                    config.lr * (total_steps - step) as f64 / (total_steps - warmup).max(1) as f64
-                };
-                opt.set_learning_rate(lr);
-                let loss = self.loss(train.0, batch, train.1, labels, (&head_w, &head_b))?;
-                train_loss += f64::from(loss.to_scalar::<f32>()?) * batch.len() as f64;
-                let mut grads = loss.backward()?;
-                clip_grad_norm(&mut grads, &vars, config.max_grad_norm)?;
-                opt.step(&grads)?;
-                progress(batch.len());
-            }
-
-            let val_loss =
-                self.mean_loss(val.0, val.1, labels, (&head_w, &head_b), config.batch_size)?;
-            let report = EpochReport {
-                epoch,
-                train_loss: train_loss / train.0.len().max(1) as f64,
-                val_loss,
-                seconds: started.elapsed().as_secs_f64(),
-            };
-            on_epoch(&report);
-            reports.push(report);
-            if best.as_ref().is_none_or(|(loss, _, _)| val_loss < *loss) {
-                let snapshot = vars
-                    .iter()
-                    .map(|v| v.as_tensor().copy())
-                    .collect::<candle_core::Result<_>>()?;
-                best = Some((val_loss, epoch, snapshot));
-            } else if best.as_ref().is_some_and(|(_, e, _)| epoch - e >= config.patience) {
-                tracing::debug!(epoch, "validation loss stopped improving; stopping early");
-                break;
-            }
-        }
-
-        let (_, best_epoch, snapshot) = best.expect("at least one epoch ran");
-        for (var, saved) in vars.iter().zip(&snapshot) {
-            var.set(saved)?;
-        }
-        Ok(Finetuned {
-            head_weight: head_w.as_tensor().flatten_all()?.to_vec1()?,
-            head_bias: head_b.as_tensor().to_vec1()?,
-            encoder: self,
-            epochs: reports,
-            best_epoch,
-        })
-    }
-
-    fn mean_loss(
-        &self,
-        ids: &[Vec<u32>],
-        targets: &Targets,
-        labels: usize,
-        head: (&Var, &Var),
-        batch_size: usize,
-    ) -> Result<f64, FinetuneError> {
-        let all: Vec<usize> = (0..ids.len()).collect();
-        let mut total = 0.0;
-        for batch in all.chunks(batch_size.max(1) * 2) {
-            let loss = self.loss(ids, batch, targets, labels, head)?.detach();
-            total += f64::from(loss.to_scalar::<f32>()?) * batch.len() as f64;
-        }
-        Ok(total / ids.len().max(1) as f64)
-    }
-}
-
-/// Rescales all gradients so that their global L2 norm is at most `max_norm`.
-fn clip_grad_norm(
-    grads: &mut candle_core::backprop::GradStore,
-    vars: &[Var],
-    max_norm: f64,
-) -> candle_core::Result<()> {
-    let mut sum = 0f64;
-    for var in vars {
-        if let Some(g) = grads.get(var.as_tensor()) {
-            sum += f64::from(g.sqr()?.sum_all()?.to_scalar::<f32>()?);
-        }
-    }
-    let norm = sum.sqrt();
-    if norm > max_norm && norm > 0.0 {
-        let scale = max_norm / norm;
-        for var in vars {
-            if let Some(g) = grads.remove(var.as_tensor()) {
-                grads.insert(var.as_tensor(), (g * scale)?);
-            }
-        }
-    }
-    Ok(())
+    /// Validation loss of the linear probe the head started from, before the encoder moved.
+    pub probe_val_loss: f64,
+    /// Mean loss of each epoch of the contrastive stage, if it ran.
+    pub contrastive_losses: Vec<f64>,
 }

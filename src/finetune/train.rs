@@ -1,0 +1,294 @@
+//! The fine-tuning loop: an optional contrastive stage, a linear probe to start the head from,
+//! then encoder and head trained together with warm-up, linear decay, clipping and early
+//! stopping.
+//!
+//! Starting the head from a probe fitted on the unchanged encoder's embeddings (Kumar et al.,
+//! 2022, <https://arxiv.org/abs/2202.10054>) matters here more than usual: the model's
+//! embeddings are L2-normalised, so a freshly initialised head gives logits near 0, and at the
+//! learning rates that suit the encoder (around 5e-5) it would take many epochs to grow, while
+//! its near-random gradients pull the encoder's features about in the meantime.
+
+use candle_core::{Tensor, Var};
+
+use super::contrastive;
+use super::optim::Optimiser;
+use super::{EpochReport, FinetuneConfig, FinetuneError, Finetuned, Targets, TrainableEncoder};
+use crate::mlp::{self, MlpConfig, Objective};
+use crate::model::l2_normalize;
+use crate::rng::SplitMix;
+
+/// Learning rate at `step` (1-based) of `total`: linear warm-up over `warmup` steps, then
+/// linear decay to 0 at the last step.
+fn scheduled(lr: f64, step: usize, warmup: usize, total: usize) -> f64 {
+    if step <= warmup {
+        lr * step as f64 / warmup.max(1) as f64
+    } else {
+        lr * (total.saturating_sub(step)) as f64 / (total - warmup).max(1) as f64
+    }
+}
+
+fn warmup_steps(total: usize, fraction: f64) -> usize {
+    ((total as f64 * fraction).round() as usize).max(1)
+}
+
+/// Loss of `logits` against the targets of rows `idx`.
+fn head_loss(
+    logits: &Tensor,
+    targets: &Targets,
+    idx: &[usize],
+    labels: usize,
+) -> candle_core::Result<Tensor> {
+    let target = targets.select(idx, labels, logits.device())?;
+    match targets {
+        Targets::Single(_) => candle_nn::loss::cross_entropy(logits, &target),
+        Targets::Multi(_) => candle_nn::loss::binary_cross_entropy_with_logit(logits, &target),
+    }
+}
+
+fn logits(pooled: &Tensor, head: (&Var, &Var)) -> candle_core::Result<Tensor> {
+    pooled.matmul(&head.0.as_tensor().t()?)?.broadcast_add(head.1.as_tensor())
+}
+
+fn probe_targets(targets: &Targets, labels: usize) -> mlp::Targets {
+    match targets {
+        Targets::Single(c) => mlp::Targets::Classes(c.clone()),
+        Targets::Multi(m) => mlp::Targets::Matrix { values: m.clone(), width: labels },
+    }
+}
+
+impl TrainableEncoder {
+    /// Trains the encoder and a linear head together on `train`, validating on `val` after each
+    /// epoch and keeping the weights of the epoch with the lowest validation loss (stopping
+    /// after `patience` epochs without improvement).
+    ///
+    /// With `contrastive_epochs` above 0 (single-label only) the encoder is first trained with
+    /// [`contrastive::loss`]. The head then starts from a linear probe: a linear model fitted,
+    /// with early stopping, on the encoder's embeddings of `train` as they are at that point.
+    ///
+    /// `progress` hears the number of texts done after each step; `on_epoch` hears each
+    /// epoch's figures.
+    ///
+    /// # Errors
+    /// Fails when a tensor operation fails, or when the contrastive stage is asked of
+    /// multi-label targets or of texts none of which shares a label with another.
+    #[allow(clippy::too_many_arguments)]
+    pub fn finetune(
+        self,
+        train: (&[Vec<u32>], &Targets),
+        val: (&[Vec<u32>], &Targets),
+        labels: usize,
+        config: &FinetuneConfig,
+        progress: &mut dyn FnMut(usize),
+        on_epoch: &mut dyn FnMut(&EpochReport),
+    ) -> Result<Finetuned, FinetuneError> {
+        let mut rng = SplitMix::new(config.seed);
+        let contrastive_losses = self.contrastive_stage(train, config, &mut rng, progress)?;
+
+        // The head starts from a linear probe on the current embeddings.
+        let (head_w, head_b, probe_val_loss) = self.probe(train, val, labels, config.seed)?;
+        tracing::debug!(probe_val_loss, "linear probe fitted");
+        let head_w = Var::from_tensor(&head_w)?;
+        let head_b = Var::from_tensor(&head_b)?;
+        let mut trained = self.dense_vars();
+        trained.extend([head_w.clone(), head_b.clone()]);
+        let mut opt = Optimiser::new(
+            trained.clone(),
+            self.word_table().clone(),
+            config.weight_decay,
+            config.max_grad_norm,
+        )?;
+        let mut all = trained.clone();
+        all.push(self.word_table().clone());
+
+        let batch_size = config.batch_size.max(1);
+        let steps_per_epoch = train.0.len().div_ceil(batch_size);
+        let total_steps = (steps_per_epoch * config.epochs).max(1);
+        let warmup = warmup_steps(total_steps, config.warmup_fraction);
+        let mut step = 0usize;
+        let mut best: Option<(f64, usize, Vec<Tensor>)> = None;
+        let mut reports = Vec::new();
+        let mut order: Vec<usize> = (0..train.0.len()).collect();
+
+        for epoch in 1..=config.epochs {
+            let started = std::time::Instant::now();
+            rng.shuffle(&mut order);
+            let (mut train_loss, mut steps, mut step_seconds) = (0.0, 0, 0.0);
+            for batch in order.chunks(batch_size) {
+                let step_started = std::time::Instant::now();
+                step += 1;
+                let ids: Vec<&[u32]> = batch.iter().map(|&i| train.0[i].as_slice()).collect();
+                let (pooled, rows) = self.forward_rows(&ids)?;
+                let loss =
+                    head_loss(&logits(&pooled, (&head_w, &head_b))?, train.1, batch, labels)?;
+                train_loss += f64::from(loss.to_scalar::<f32>()?) * batch.len() as f64;
+                opt.step(&loss, &rows, scheduled(config.lr, step, warmup, total_steps))?;
+                steps += 1;
+                step_seconds += step_started.elapsed().as_secs_f64();
+                progress(batch.len());
+            }
+
+            let val_loss = self.val_loss(val, labels, (&head_w, &head_b))?;
+            let report = EpochReport {
+                epoch,
+                train_loss: train_loss / train.0.len().max(1) as f64,
+                val_loss,
+                seconds: started.elapsed().as_secs_f64(),
+                steps,
+                step_seconds,
+            };
+            on_epoch(&report);
+            reports.push(report);
+            if best.as_ref().is_none_or(|(loss, _, _)| val_loss < *loss) {
+                let snapshot =
+                    all.iter().map(|v| v.as_tensor().copy()).collect::<candle_core::Result<_>>()?;
+                best = Some((val_loss, epoch, snapshot));
+            } else if best.as_ref().is_some_and(|(_, e, _)| epoch - e >= config.patience) {
+                tracing::debug!(epoch, "validation loss stopped improving; stopping early");
+                break;
+            }
+        }
+
+        let (_, best_epoch, snapshot) = best.expect("at least one epoch ran");
+        for (var, saved) in all.iter().zip(&snapshot) {
+            var.set(saved)?;
+        }
+        Ok(Finetuned {
+            head_weight: head_w.as_tensor().flatten_all()?.to_vec1()?,
+            head_bias: head_b.as_tensor().to_vec1()?,
+            encoder: self,
+            epochs: reports,
+            best_epoch,
+            probe_val_loss,
+            contrastive_losses,
+        })
+    }
+
+    /// The contrastive stage: `contrastive_epochs` passes of [`contrastive::batches`] with
+    /// [`contrastive::loss`], its own warm-up and decay. Returns each epoch's mean loss.
+    fn contrastive_stage(
+        &self,
+        train: (&[Vec<u32>], &Targets),
+        config: &FinetuneConfig,
+        rng: &mut SplitMix,
+        progress: &mut dyn FnMut(usize),
+    ) -> Result<Vec<f64>, FinetuneError> {
+        if config.contrastive_epochs == 0 {
+            return Ok(Vec::new());
+        }
+        let Targets::Single(classes) = train.1 else {
+            return Err(candle_core::Error::Msg(
+                "the contrastive stage needs single-label targets".into(),
+            )
+            .into());
+        };
+        let mut opt = Optimiser::new(
+            self.dense_vars(),
+            self.word_table().clone(),
+            config.weight_decay,
+            config.max_grad_norm,
+        )?;
+        let epochs: Vec<Vec<Vec<usize>>> = (0..config.contrastive_epochs)
+            .map(|_| contrastive::batches(classes, config.batch_size, rng))
+            .collect();
+        let total: usize = epochs.iter().map(Vec::len).sum();
+        if total == 0 {
+            return Err(candle_core::Error::Msg(
+                "the contrastive stage needs labels with two or more training texts".into(),
+            )
+            .into());
+        }
+        let warmup = warmup_steps(total, config.warmup_fraction);
+        let mut step = 0;
+        let mut losses = Vec::new();
+        for (epoch, batches) in epochs.iter().enumerate() {
+            let (mut sum, mut texts) = (0.0, 0usize);
+            for batch in batches {
+                step += 1;
+                let ids: Vec<&[u32]> = batch.iter().map(|&i| train.0[i].as_slice()).collect();
+                let batch_classes: Vec<u32> = batch.iter().map(|&i| classes[i]).collect();
+                let (pooled, rows) = self.forward_rows(&ids)?;
+                let pooled = if self.info.normalize { pooled } else { l2_normalize(&pooled)? };
+                let loss = contrastive::loss(&pooled, &batch_classes)?;
+                sum += f64::from(loss.to_scalar::<f32>()?) * batch.len() as f64;
+                texts += batch.len();
+                opt.step(&loss, &rows, scheduled(config.lr, step, warmup, total))?;
+                progress(batch.len());
+            }
+            let mean = sum / texts.max(1) as f64;
+            tracing::info!(epoch = epoch + 1, loss = format!("{mean:.4}"), "contrastive epoch");
+            losses.push(mean);
+        }
+        Ok(losses)
+    }
+
+    /// A linear model fitted on the current embeddings of `train` (early stopping on `val`):
+    /// weight (labels, dimension), bias (labels), and its validation loss.
+    fn probe(
+        &self,
+        train: (&[Vec<u32>], &Targets),
+        val: (&[Vec<u32>], &Targets),
+        labels: usize,
+        seed: u64,
+    ) -> Result<(Tensor, Tensor, f64), FinetuneError> {
+        let dim = self.info.dimension;
+        let (train_x, val_x) = (self.embed(train.0)?, self.embed(val.0)?);
+        let (train_t, val_t) = (probe_targets(train.1, labels), probe_targets(val.1, labels));
+        let objective = match train.1 {
+            Targets::Single(_) => Objective::Softmax { class_weights: None },
+            Targets::Multi(_) => Objective::Sigmoid { pos_weights: None },
+        };
+        // The settings of a head on frozen embeddings (`habitlens train` without
+        // `--fine-tune`).
+        let config = MlpConfig {
+            epochs: 200,
+            lr: 1e-3,
+            weight_decay: 1.0,
+            patience: 10,
+            standardize: true,
+            seed,
+            ..MlpConfig::default()
+        };
+        let train_data = mlp::Data { features: &train_x, width: dim, targets: &train_t };
+        let val_data = mlp::Data { features: &val_x, width: dim, targets: &val_t };
+        let fitted = mlp::train(&train_data, Some(&val_data), &objective, &config, &mut |_| {})
+            .map_err(|e| candle_core::Error::Msg(format!("fitting the linear probe: {e}")))?;
+        let loss = fitted.history[fitted.best_epoch - 1].val_loss.unwrap_or(f64::NAN);
+        let (w, b) = fitted
+            .mlp
+            .as_linear()
+            .map_err(|e| candle_core::Error::Msg(format!("reading the linear probe: {e}")))?
+            .expect("the probe has no hidden layer");
+        let w = Tensor::from_vec(w, (labels, dim), &self.device)?;
+        let b = Tensor::from_vec(b, labels, &self.device)?;
+        Ok((w, b, loss))
+    }
+
+    /// Mean loss on `val` with the current encoder and head, without gradients.
+    fn val_loss(
+        &self,
+        val: (&[Vec<u32>], &Targets),
+        labels: usize,
+        head: (&Var, &Var),
+    ) -> Result<f64, FinetuneError> {
+        let x = self.embed(val.0)?;
+        let x = Tensor::from_vec(x, (val.0.len(), self.info.dimension), &self.device)?;
+        let all: Vec<usize> = (0..val.0.len()).collect();
+        let loss = head_loss(&logits(&x, head)?, val.1, &all, labels)?;
+        Ok(f64::from(loss.to_scalar::<f32>()?))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn schedule_warms_up_then_decays_to_zero() {
+        assert!((scheduled(1.0, 1, 4, 20) - 0.25).abs() < 1e-12);
+        assert!((scheduled(1.0, 4, 4, 20) - 1.0).abs() < 1e-12);
+        assert!((scheduled(1.0, 12, 4, 20) - 0.5).abs() < 1e-12);
+        assert_eq!(scheduled(1.0, 20, 4, 20), 0.0);
+        assert_eq!(warmup_steps(100, 0.1), 10);
+        assert_eq!(warmup_steps(3, 0.0), 1);
+    }
+}
