@@ -200,6 +200,15 @@ struct Dense {
     bias: Tensor,
 }
 
+/// Weights of a linear map `y = x Wᵀ + b`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LinearWeights {
+    /// `W`, outputs × inputs, row-major.
+    pub weight: Vec<f32>,
+    /// `b`, one per output.
+    pub bias: Vec<f32>,
+}
+
 /// A trained multilayer perceptron, on the CPU.
 #[derive(Debug, Clone)]
 pub struct Mlp {
@@ -229,12 +238,12 @@ impl Mlp {
         Ok(Self { scaling: None, layers: vec![Dense { weight, bias }] })
     }
 
-    /// The model as one plain linear map `y = x Wᵀ + b` (weight outputs × inputs, row-major, and
-    /// bias), with any standardisation folded into it; `None` when it has hidden layers.
+    /// The model as one plain linear map `y = x Wᵀ + b`, with any standardisation folded into
+    /// it; `None` when it has hidden layers.
     ///
     /// # Errors
     /// Fails when a tensor cannot be read.
-    pub fn as_linear(&self) -> Result<Option<(Vec<f32>, Vec<f32>)>, MlpError> {
+    pub fn as_linear(&self) -> Result<Option<LinearWeights>, MlpError> {
         let [layer] = self.layers.as_slice() else { return Ok(None) };
         let (mut weight, mut bias) = (layer.weight.clone(), layer.bias.clone());
         if let Some((mean, std)) = &self.scaling {
@@ -242,7 +251,7 @@ impl Mlp {
             weight = weight.broadcast_div(&std.unsqueeze(0)?)?;
             bias = (bias - weight.matmul(&mean.unsqueeze(1)?)?.squeeze(1)?)?;
         }
-        Ok(Some((weight.flatten_all()?.to_vec1()?, bias.to_vec1()?)))
+        Ok(Some(LinearWeights { weight: weight.flatten_all()?.to_vec1()?, bias: bias.to_vec1()? }))
     }
 
     /// Features per row.
@@ -747,8 +756,8 @@ mod tests {
         let config = MlpConfig { epochs: 3, standardize: true, ..Default::default() };
         let objective = Objective::Softmax { class_weights: None };
         let mlp = train(&data, None, &objective, &config, &mut |_| {}).unwrap().mlp;
-        let (w, b) = mlp.as_linear().unwrap().expect("a linear model");
-        let folded = Mlp::linear(w, b).unwrap();
+        let linear = mlp.as_linear().unwrap().expect("a linear model");
+        let folded = Mlp::linear(linear.weight, linear.bias).unwrap();
         for (a, b) in mlp.forward(&x).unwrap().iter().zip(folded.forward(&x).unwrap()) {
             assert!((a - b).abs() < 1e-4, "{a} vs {b}");
         }

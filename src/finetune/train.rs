@@ -253,13 +253,13 @@ impl TrainableEncoder {
         let fitted = mlp::train(&train_data, Some(&val_data), &objective, &config, &mut |_| {})
             .map_err(|e| candle_core::Error::Msg(format!("fitting the linear probe: {e}")))?;
         let loss = fitted.history[fitted.best_epoch - 1].val_loss.unwrap_or(f64::NAN);
-        let (w, b) = fitted
+        let linear = fitted
             .mlp
             .as_linear()
             .map_err(|e| candle_core::Error::Msg(format!("reading the linear probe: {e}")))?
             .expect("the probe has no hidden layer");
-        let w = Tensor::from_vec(w, (labels, dim), &self.device)?;
-        let b = Tensor::from_vec(b, labels, &self.device)?;
+        let w = Tensor::from_vec(linear.weight, (labels, dim), &self.device)?;
+        let b = Tensor::from_vec(linear.bias, labels, &self.device)?;
         Ok((w, b, loss))
     }
 
