@@ -69,7 +69,8 @@ pub struct TrainArgs {
     /// Width of one hidden layer (ReLU, with `--dropout`); a linear head when not given.
     #[arg(long, value_name = "N", help_heading = "Training", conflicts_with = "fine_tune")]
     pub hidden: Option<usize>,
-    /// Dropout on the hidden layer during training.
+    /// Dropout on the hidden layer during training; with `--fine-tune`, inside the encoder
+    /// (its hidden states and attention weights, as BERT was trained).
     #[arg(long, value_name = "P", default_value_t = 0.1, help_heading = "Training")]
     pub dropout: f32,
     /// Most passes over the training rows; training stops earlier when the validation loss

@@ -162,6 +162,7 @@ pub(super) fn run(args: &TrainArgs, ui: Ui) -> anyhow::Result<()> {
         patience: args.patience(),
         seed: args.seed,
         contrastive_epochs: if args.contrastive { args.contrastive_epochs } else { 0 },
+        dropout: args.dropout,
     };
     let device = Device::Cpu;
     let encoder = TrainableEncoder::load(&files, &device)
@@ -227,7 +228,10 @@ pub(super) fn run(args: &TrainArgs, ui: Ui) -> anyhow::Result<()> {
         Targets::Single(c) => mlp::Targets::Classes(c.clone()),
         Targets::Multi(m) => mlp::Targets::Matrix { values: m.clone(), width: labels },
     };
-    let best_loss = tuned.epochs[tuned.best_epoch - 1].val_loss;
+    let best_loss = match tuned.best_epoch {
+        0 => tuned.probe_val_loss,
+        e => tuned.epochs[e - 1].val_loss,
+    };
     let validation = figures(kind, &probs, labels, &val_targets, &thresholds, best_loss);
 
     // The folder: the encoder, the head, and embeddings to check a reload against.
@@ -341,7 +345,12 @@ pub(super) fn run(args: &TrainArgs, ui: Ui) -> anyhow::Result<()> {
          texts cut at {} tokens: {}",
         train_seconds,
         tuned.epochs.len(),
-        tuned.best_epoch,
+        match tuned.best_epoch {
+            0 => "0 (no epoch of joint training beat the linear probe on validation: kept \
+                  the encoder it started from)"
+                .to_string(),
+            e => e.to_string(),
+        },
         steps,
         config.batch_size,
         step_seconds / steps.max(1) as f64,
@@ -351,7 +360,12 @@ pub(super) fn run(args: &TrainArgs, ui: Ui) -> anyhow::Result<()> {
     if !tuned.contrastive_losses.is_empty() {
         let losses: Vec<String> =
             tuned.contrastive_losses.iter().map(|l| format!("{l:.4}")).collect();
-        sayln!("contrastive stage: loss per epoch {}", losses.join(", "))?;
+        sayln!(
+            "contrastive stage: {} epochs, {:.1} s, loss per epoch {}",
+            losses.len(),
+            tuned.contrastive_seconds,
+            losses.join(", ")
+        )?;
     }
     sayln!(
         "head started from a linear probe on the {} embeddings: validation loss {:.4}, {:.4} \

@@ -189,6 +189,9 @@ pub(super) fn check_flags(args: &TrainArgs) -> Result<(), UsageError> {
         if args.max_seq_length.is_some_and(|n| n < 3) {
             return fail("`--max-seq-length` must be at least 3 tokens".into());
         }
+        if args.contrastive && args.contrastive_epochs == 0 {
+            return fail("`--contrastive-epochs` must be at least 1".into());
+        }
     }
     Ok(())
 }

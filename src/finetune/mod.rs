@@ -21,7 +21,7 @@ use std::path::Path;
 use candle_core::{DType, Device, Tensor, Var};
 use candle_nn::{VarBuilder, VarMap};
 
-use crate::model::{BertModel, ModelError, ModelFiles, ModelInfo, l2_normalize};
+use crate::model::{BertModel, Dropout, ModelError, ModelFiles, ModelInfo, Pass, l2_normalize};
 use optim::WordRows;
 
 /// Name of the word-embedding table in the variable map.
@@ -143,8 +143,13 @@ impl TrainableEncoder {
 
     /// As [`TrainableEncoder::forward`], but the word vectors come from a copy of just the rows
     /// the batch uses, returned beside the embeddings: their gradient is what
-    /// [`optim::Optimiser::step`] applies to the table.
-    pub fn forward_rows(&self, ids: &[&[u32]]) -> Result<(Tensor, WordRows), FinetuneError> {
+    /// [`optim::Optimiser::step`] applies to the table. `dropout`, if any, applies inside the
+    /// encoder.
+    pub fn forward_rows(
+        &self,
+        ids: &[&[u32]],
+        dropout: Option<&Dropout>,
+    ) -> Result<(Tensor, WordRows), FinetuneError> {
         let (flat, mask, seq_len) = self.pad(ids)?;
         let mut used: Vec<u32> = flat.clone();
         used.sort_unstable();
@@ -161,7 +166,7 @@ impl TrainableEncoder {
             .as_tensor()
             .index_select(&Tensor::from_vec(flat, ids.len() * seq_len, &self.device)?, 0)?
             .reshape((ids.len(), seq_len, hidden_size))?;
-        let hidden = self.model.forward_words(&words, &mask, true)?;
+        let hidden = self.model.forward_words(&words, &mask, Pass::Training(dropout))?;
         Ok((self.pool(&hidden, &mask)?, rows))
     }
 
@@ -181,7 +186,7 @@ impl TrainableEncoder {
                 seq_len,
                 self.info.dimension,
             ))?;
-            let hidden = self.model.forward_words(&words, &mask, false)?.detach();
+            let hidden = self.model.forward_words(&words, &mask, Pass::Inference)?.detach();
             out.extend(self.pool(&hidden, &mask)?.flatten_all()?.to_vec1::<f32>()?);
         }
         Ok(out)
@@ -201,7 +206,19 @@ impl TrainableEncoder {
         std::fs::create_dir_all(dir).map_err(io(dir))?;
         let weights = dir.join("model.safetensors");
         let tmp = dir.join(".model.safetensors.tmp");
-        self.vars.save(&tmp)?;
+        // The trained weights, plus whatever else the base checkpoint holds (BERT's pooler,
+        // which mean pooling never uses, and buffers) unchanged, so that loaders that expect a
+        // full checkpoint (transformers' BertModel under sentence-transformers) find every
+        // tensor and initialise nothing at random.
+        let mut tensors: HashMap<String, Tensor> = {
+            let data = self.vars.data().lock().expect("the variable map lock is not poisoned");
+            data.iter().map(|(n, v)| (n.clone(), v.as_tensor().clone())).collect()
+        };
+        for (name, tensor) in candle_core::safetensors::load(&base.weights, &Device::Cpu)? {
+            let name = name.strip_prefix("bert.").map_or(name.clone(), str::to_string);
+            tensors.entry(name).or_insert(tensor);
+        }
+        candle_core::safetensors::save(&tensors, &tmp)?;
         std::fs::rename(&tmp, &weights).map_err(io(&weights))?;
         let source_dir = base.weights.parent().expect("a weights file has a folder");
         for file in [
@@ -251,6 +268,10 @@ pub struct FinetuneConfig {
     /// Epochs of the contrastive first stage (single-label only); 0 skips it.
     #[serde(default)]
     pub contrastive_epochs: usize,
+    /// Dropout probability inside the encoder while training (hidden states and attention
+    /// weights); BERT checkpoints are trained with 0.1.
+    #[serde(default)]
+    pub dropout: f32,
 }
 
 impl Default for FinetuneConfig {
@@ -265,6 +286,7 @@ impl Default for FinetuneConfig {
             patience: 2,
             seed: 42,
             contrastive_epochs: 0,
+            dropout: 0.1,
         }
     }
 }
@@ -325,10 +347,13 @@ pub struct Finetuned {
     pub head_bias: Vec<f32>,
     /// Per-epoch figures.
     pub epochs: Vec<EpochReport>,
-    /// The epoch whose weights were kept (lowest validation loss).
+    /// The epoch whose weights were kept (lowest validation loss); 0 when no epoch of joint
+    /// training beat the linear probe on the encoder as it was before.
     pub best_epoch: usize,
     /// Validation loss of the linear probe the head started from, before the encoder moved.
     pub probe_val_loss: f64,
     /// Mean loss of each epoch of the contrastive stage, if it ran.
     pub contrastive_losses: Vec<f64>,
+    /// Seconds the contrastive stage took (0 when it did not run).
+    pub contrastive_seconds: f64,
 }

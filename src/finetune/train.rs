@@ -14,7 +14,7 @@ use super::contrastive;
 use super::optim::Optimiser;
 use super::{EpochReport, FinetuneConfig, FinetuneError, Finetuned, Targets, TrainableEncoder};
 use crate::mlp::{self, MlpConfig, Objective};
-use crate::model::l2_normalize;
+use crate::model::{Dropout, l2_normalize};
 use crate::rng::SplitMix;
 
 /// Learning rate at `step` (1-based) of `total`: linear warm-up over `warmup` steps, then
@@ -59,7 +59,9 @@ fn probe_targets(targets: &Targets, labels: usize) -> mlp::Targets {
 impl TrainableEncoder {
     /// Trains the encoder and a linear head together on `train`, validating on `val` after each
     /// epoch and keeping the weights of the epoch with the lowest validation loss (stopping
-    /// after `patience` epochs without improvement).
+    /// after `patience` epochs without improvement). Epoch 0, the linear probe on the
+    /// unchanged encoder, competes too, so a run that only overfits keeps the encoder it was
+    /// given.
     ///
     /// With `contrastive_epochs` above 0 (single-label only) the encoder is first trained with
     /// [`contrastive::loss`]. The head then starts from a linear probe: a linear model fitted,
@@ -82,7 +84,12 @@ impl TrainableEncoder {
         on_epoch: &mut dyn FnMut(&EpochReport),
     ) -> Result<Finetuned, FinetuneError> {
         let mut rng = SplitMix::new(config.seed);
-        let contrastive_losses = self.contrastive_stage(train, config, &mut rng, progress)?;
+        let contrastive_started = std::time::Instant::now();
+        // Its own stream, so that dropout does not change the order of the batches.
+        let dropout = Dropout::new(config.dropout, config.seed ^ 0x6472_6f70_6f75_7421);
+        let contrastive_losses =
+            self.contrastive_stage(train, config, &mut rng, &dropout, progress)?;
+        let contrastive_seconds = contrastive_started.elapsed().as_secs_f64();
 
         // The head starts from a linear probe on the current embeddings.
         let (head_w, head_b, probe_val_loss) = self.probe(train, val, labels, config.seed)?;
@@ -105,7 +112,12 @@ impl TrainableEncoder {
         let total_steps = (steps_per_epoch * config.epochs).max(1);
         let warmup = warmup_steps(total_steps, config.warmup_fraction);
         let mut step = 0usize;
-        let mut best: Option<(f64, usize, Vec<Tensor>)> = None;
+        // Epoch 0, the encoder as it is with the probe, is a candidate too: when fine-tuning
+        // never validates better, that is what is kept.
+        let snapshot = |vars: &[Var]| -> candle_core::Result<Vec<Tensor>> {
+            vars.iter().map(|v| v.as_tensor().copy()).collect()
+        };
+        let mut best = (probe_val_loss, 0usize, snapshot(&all)?);
         let mut reports = Vec::new();
         let mut order: Vec<usize> = (0..train.0.len()).collect();
 
@@ -117,7 +129,7 @@ impl TrainableEncoder {
                 let step_started = std::time::Instant::now();
                 step += 1;
                 let ids: Vec<&[u32]> = batch.iter().map(|&i| train.0[i].as_slice()).collect();
-                let (pooled, rows) = self.forward_rows(&ids)?;
+                let (pooled, rows) = self.forward_rows(&ids, Some(&dropout))?;
                 let loss =
                     head_loss(&logits(&pooled, (&head_w, &head_b))?, train.1, batch, labels)?;
                 train_loss += f64::from(loss.to_scalar::<f32>()?) * batch.len() as f64;
@@ -138,17 +150,16 @@ impl TrainableEncoder {
             };
             on_epoch(&report);
             reports.push(report);
-            if best.as_ref().is_none_or(|(loss, _, _)| val_loss < *loss) {
-                let snapshot =
-                    all.iter().map(|v| v.as_tensor().copy()).collect::<candle_core::Result<_>>()?;
-                best = Some((val_loss, epoch, snapshot));
-            } else if best.as_ref().is_some_and(|(_, e, _)| epoch - e >= config.patience) {
+            // A probe whose validation loss could not be computed (NaN) loses to any epoch.
+            if val_loss < best.0 || best.0.is_nan() {
+                best = (val_loss, epoch, snapshot(&all)?);
+            } else if epoch - best.1 >= config.patience {
                 tracing::debug!(epoch, "validation loss stopped improving; stopping early");
                 break;
             }
         }
 
-        let (_, best_epoch, snapshot) = best.expect("at least one epoch ran");
+        let (_, best_epoch, snapshot) = best;
         for (var, saved) in all.iter().zip(&snapshot) {
             var.set(saved)?;
         }
@@ -160,6 +171,7 @@ impl TrainableEncoder {
             best_epoch,
             probe_val_loss,
             contrastive_losses,
+            contrastive_seconds,
         })
     }
 
@@ -170,6 +182,7 @@ impl TrainableEncoder {
         train: (&[Vec<u32>], &Targets),
         config: &FinetuneConfig,
         rng: &mut SplitMix,
+        dropout: &Dropout,
         progress: &mut dyn FnMut(usize),
     ) -> Result<Vec<f64>, FinetuneError> {
         if config.contrastive_epochs == 0 {
@@ -206,7 +219,7 @@ impl TrainableEncoder {
                 step += 1;
                 let ids: Vec<&[u32]> = batch.iter().map(|&i| train.0[i].as_slice()).collect();
                 let batch_classes: Vec<u32> = batch.iter().map(|&i| classes[i]).collect();
-                let (pooled, rows) = self.forward_rows(&ids)?;
+                let (pooled, rows) = self.forward_rows(&ids, Some(dropout))?;
                 let pooled = if self.info.normalize { pooled } else { l2_normalize(&pooled)? };
                 let loss = contrastive::loss(&pooled, &batch_classes)?;
                 sum += f64::from(loss.to_scalar::<f32>()?) * batch.len() as f64;

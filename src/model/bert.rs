@@ -120,6 +120,54 @@ impl LayerNorm {
     }
 }
 
+/// Inverted dropout for training, drawn from a seeded generator so a run repeats exactly:
+/// each value is zeroed with probability `p` and the others are scaled by 1 / (1 − p).
+pub struct Dropout {
+    p: f32,
+    rng: std::cell::RefCell<crate::rng::SplitMix>,
+}
+
+impl Dropout {
+    /// Dropout with probability `p` (0 disables it), seeded with `seed`.
+    pub fn new(p: f32, seed: u64) -> Self {
+        Self { p, rng: std::cell::RefCell::new(crate::rng::SplitMix::new(seed)) }
+    }
+
+    fn apply(&self, xs: &Tensor) -> Result<Tensor> {
+        if self.p <= 0.0 {
+            return Ok(xs.clone());
+        }
+        let keep = 1.0 / (1.0 - self.p);
+        let mut rng = self.rng.borrow_mut();
+        let mask: Vec<f32> =
+            (0..xs.elem_count()).map(|_| if rng.uniform() < self.p { 0.0 } else { keep }).collect();
+        xs * Tensor::from_vec(mask, xs.shape(), xs.device())?
+    }
+}
+
+/// How a forward pass runs: inference (fused kernels), or training (kernels with a backward
+/// pass, and dropout when given).
+#[derive(Clone, Copy)]
+pub enum Pass<'a> {
+    /// No gradients needed.
+    Inference,
+    /// Gradients needed; dropout on the hidden states and attention weights, if any.
+    Training(Option<&'a Dropout>),
+}
+
+impl Pass<'_> {
+    fn differentiable(self) -> bool {
+        matches!(self, Self::Training(_))
+    }
+
+    fn dropout(self, xs: Tensor) -> Result<Tensor> {
+        match self {
+            Self::Training(Some(d)) => d.apply(&xs),
+            _ => Ok(xs),
+        }
+    }
+}
+
 struct Embeddings {
     word: Embedding,
     position: Embedding,
@@ -147,14 +195,14 @@ impl Embeddings {
     }
 
     /// `words`: the word vectors of each token, (batch, seq, hidden).
-    fn forward(&self, words: &Tensor, differentiable: bool) -> Result<Tensor> {
+    fn forward(&self, words: &Tensor, pass: Pass) -> Result<Tensor> {
         let (_batch, seq_len, _hidden) = words.dims3()?;
         let positions = Tensor::arange(0u32, seq_len as u32, words.device())?;
         // Every text is a single segment, so the token type is always 0.
         let token_type = Tensor::zeros(1, DType::U32, words.device())?;
         let xs = words.broadcast_add(&self.position.forward(&positions)?)?;
         let xs = xs.broadcast_add(&self.token_type.forward(&token_type)?)?;
-        self.norm.forward(&xs, differentiable)
+        pass.dropout(self.norm.forward(&xs, pass.differentiable())?)
     }
 }
 
@@ -185,7 +233,7 @@ impl SelfAttention {
 
     /// `xs`: (batch, seq, hidden); `mask_bias`: (batch, 1, 1, seq), 0 for tokens and a large
     /// negative number for padding.
-    fn forward(&self, xs: &Tensor, mask_bias: &Tensor, differentiable: bool) -> Result<Tensor> {
+    fn forward(&self, xs: &Tensor, mask_bias: &Tensor, pass: Pass) -> Result<Tensor> {
         let (batch, seq_len, hidden) = xs.dims3()?;
         let split_heads = |t: Tensor| -> Result<Tensor> {
             t.reshape((batch, seq_len, self.num_heads, self.head_dim))?
@@ -198,15 +246,15 @@ impl SelfAttention {
 
         let scale = 1.0 / (self.head_dim as f64).sqrt();
         let scores = (q.matmul(&k.t()?)? * scale)?.broadcast_add(mask_bias)?;
-        let probs = if differentiable {
-            candle_nn::ops::softmax(&scores, D::Minus1)?
+        let probs = if pass.differentiable() {
+            pass.dropout(candle_nn::ops::softmax(&scores, D::Minus1)?)?
         } else {
             candle_nn::ops::softmax_last_dim(&scores)?
         };
         let context = probs.matmul(&v)?.transpose(1, 2)?.reshape((batch, seq_len, hidden))?;
 
-        let out = self.output.forward(&context)?;
-        self.norm.forward(&(out + xs)?, differentiable)
+        let out = pass.dropout(self.output.forward(&context)?)?;
+        self.norm.forward(&(out + xs)?, pass.differentiable())
     }
 }
 
@@ -230,11 +278,11 @@ impl Layer {
         })
     }
 
-    fn forward(&self, xs: &Tensor, mask_bias: &Tensor, differentiable: bool) -> Result<Tensor> {
-        let xs = self.attention.forward(xs, mask_bias, differentiable)?;
+    fn forward(&self, xs: &Tensor, mask_bias: &Tensor, pass: Pass) -> Result<Tensor> {
+        let xs = self.attention.forward(xs, mask_bias, pass)?;
         let hidden = self.activation.apply(&self.intermediate.forward(&xs)?)?;
-        let out = self.output.forward(&hidden)?;
-        self.norm.forward(&(out + xs)?, differentiable)
+        let out = pass.dropout(self.output.forward(&hidden)?)?;
+        self.norm.forward(&(out + xs)?, pass.differentiable())
     }
 }
 
@@ -281,7 +329,8 @@ impl BertModel {
     /// 0 for padding. Returns f32 (batch, seq, hidden).
     pub fn forward(&self, input_ids: &Tensor, attention_mask: &Tensor) -> Result<Tensor> {
         let words = self.embeddings.word.forward(input_ids)?;
-        self.forward_words(&words, attention_mask, self.differentiable)
+        let pass = if self.differentiable { Pass::Training(None) } else { Pass::Inference };
+        self.forward_words(&words, attention_mask, pass)
     }
 
     /// The word-embedding table, (vocabulary, hidden).
@@ -291,21 +340,23 @@ impl BertModel {
 
     /// Runs the encoder from word vectors already looked up, (batch, seq, hidden), so that a
     /// caller can take them from a smaller table (training updates only the rows a batch uses).
-    /// `differentiable` picks the layer norm and softmax as [`BertModel::with_differentiable`]
-    /// does, for this call only.
+    /// `pass` picks the layer norm and softmax as [`BertModel::with_differentiable`] does, for
+    /// this call only, and the dropout of a training pass: after the embeddings, on the
+    /// attention weights, and on the output of each block's two projections before their
+    /// residual add, where Hugging Face's BERT applies it.
     pub fn forward_words(
         &self,
         words: &Tensor,
         attention_mask: &Tensor,
-        differentiable: bool,
+        pass: Pass,
     ) -> Result<Tensor> {
         let (batch, seq_len) = attention_mask.dims2()?;
         // Padding gets a large negative score so softmax gives it no weight.
         let mask_bias = ((attention_mask.ones_like()? - attention_mask)? * -1e9f64)?
             .reshape((batch, 1, 1, seq_len))?;
-        let mut xs = self.embeddings.forward(words, differentiable)?;
+        let mut xs = self.embeddings.forward(words, pass)?;
         for layer in &self.layers {
-            xs = layer.forward(&xs, &mask_bias, differentiable)?;
+            xs = layer.forward(&xs, &mask_bias, pass)?;
         }
         Ok(xs)
     }

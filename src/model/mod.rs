@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-pub use bert::{Activation, BertConfig, BertModel};
+pub use bert::{Activation, BertConfig, BertModel, Dropout, Pass};
 pub use packed::PackedBert;
 pub use pooling::{Pooling, l2_normalize, l2_normalize_in_place};
 pub use source::{DEFAULT_MODEL, ModelSource, ModelSpec};
