@@ -361,3 +361,22 @@ impl BertModel {
         Ok(xs)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::Device;
+
+    #[test]
+    fn dropout_zeroes_about_p_scales_the_rest_and_repeats_with_its_seed() {
+        let xs = Tensor::ones((100, 100), DType::F32, &Device::Cpu).unwrap();
+        let values = |d: &Dropout| d.apply(&xs).unwrap().flatten_all().unwrap().to_vec1::<f32>();
+        let a = values(&Dropout::new(0.1, 7)).unwrap();
+        let zeros = a.iter().filter(|&&x| x == 0.0).count();
+        assert!((800..1200).contains(&zeros), "{zeros} of 10,000 zeroed at p = 0.1");
+        assert!(a.iter().all(|&x| x == 0.0 || (x - 1.0 / 0.9).abs() < 1e-6), "kept values scale");
+        assert_eq!(a, values(&Dropout::new(0.1, 7)).unwrap(), "same seed, same mask");
+        assert_ne!(a, values(&Dropout::new(0.1, 8)).unwrap(), "another seed, another mask");
+        assert!(values(&Dropout::new(0.0, 7)).unwrap().iter().all(|&x| x == 1.0), "p = 0 is off");
+    }
+}
