@@ -269,13 +269,7 @@ impl Embedder {
 
     /// Pads a batch, runs candle's encoder and pools.
     fn pool_padded(&self, model: &BertModel, ids: &[&[u32]]) -> Result<Vec<f32>, EmbedError> {
-        let seq_len = ids.iter().map(|t| t.len()).max().unwrap_or(0);
-        let mut flat = vec![0u32; ids.len() * seq_len];
-        let mut mask = vec![0f32; ids.len() * seq_len];
-        for (row, text) in ids.iter().enumerate() {
-            flat[row * seq_len..row * seq_len + text.len()].copy_from_slice(text);
-            mask[row * seq_len..row * seq_len + text.len()].fill(1.0);
-        }
+        let (flat, mask, seq_len) = crate::model::pad_batch(ids);
         let flat = Tensor::from_vec(flat, (ids.len(), seq_len), &self.device)?;
         let mask = Tensor::from_vec(mask, (ids.len(), seq_len), &self.device)?;
         let hidden = model.forward(&flat, &mask)?;

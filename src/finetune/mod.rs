@@ -115,13 +115,7 @@ impl TrainableEncoder {
 
     /// Pads a batch of token-id sequences to its longest: ids and attention mask, (batch, seq).
     fn pad(&self, ids: &[&[u32]]) -> candle_core::Result<(Vec<u32>, Tensor, usize)> {
-        let seq_len = ids.iter().map(|t| t.len()).max().unwrap_or(0);
-        let mut flat = vec![0u32; ids.len() * seq_len];
-        let mut mask = vec![0f32; ids.len() * seq_len];
-        for (row, text) in ids.iter().enumerate() {
-            flat[row * seq_len..row * seq_len + text.len()].copy_from_slice(text);
-            mask[row * seq_len..row * seq_len + text.len()].fill(1.0);
-        }
+        let (flat, mask, seq_len) = crate::model::pad_batch(ids);
         let mask = Tensor::from_vec(mask, (ids.len(), seq_len), &self.device)?;
         Ok((flat, mask, seq_len))
     }

@@ -96,16 +96,9 @@ impl TrainableEncoder {
         tracing::debug!(probe_val_loss, "linear probe fitted");
         let head_w = Var::from_tensor(&head_w)?;
         let head_b = Var::from_tensor(&head_b)?;
-        let mut trained = self.dense_vars();
-        trained.extend([head_w.clone(), head_b.clone()]);
-        let mut opt = Optimiser::new(
-            trained.clone(),
-            self.word_table().clone(),
-            config.weight_decay,
-            config.max_grad_norm,
-        )?;
-        let mut all = trained.clone();
-        all.push(self.word_table().clone());
+        let mut opt = self.optimiser(&[head_w.clone(), head_b.clone()], config)?;
+        let mut all = self.vars();
+        all.extend([head_w.clone(), head_b.clone()]);
 
         let batch_size = config.batch_size.max(1);
         let steps_per_epoch = train.0.len().div_ceil(batch_size);
@@ -175,6 +168,13 @@ impl TrainableEncoder {
         })
     }
 
+    /// An optimiser over the encoder and `extra` variables (the head).
+    fn optimiser(&self, extra: &[Var], config: &FinetuneConfig) -> candle_core::Result<Optimiser> {
+        let mut dense = self.dense_vars();
+        dense.extend(extra.iter().cloned());
+        Optimiser::new(dense, self.word_table().clone(), config.weight_decay, config.max_grad_norm)
+    }
+
     /// The contrastive stage: `contrastive_epochs` passes of [`contrastive::batches`] with
     /// [`contrastive::loss`], its own warm-up and decay. Returns each epoch's mean loss.
     fn contrastive_stage(
@@ -194,12 +194,7 @@ impl TrainableEncoder {
             )
             .into());
         };
-        let mut opt = Optimiser::new(
-            self.dense_vars(),
-            self.word_table().clone(),
-            config.weight_decay,
-            config.max_grad_norm,
-        )?;
+        let mut opt = self.optimiser(&[], config)?;
         let epochs: Vec<Vec<Vec<usize>>> = (0..config.contrastive_epochs)
             .map(|_| contrastive::batches(classes, config.batch_size, rng))
             .collect();

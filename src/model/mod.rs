@@ -249,3 +249,16 @@ impl ModelFiles {
         Ok(Self { config, tokenizer, weights, info })
     }
 }
+
+/// A batch of token-id sequences padded with id 0 to its longest: the ids and the attention
+/// mask (1 for a token, 0 for padding), both batch × length row-major, and that length.
+pub fn pad_batch(ids: &[&[u32]]) -> (Vec<u32>, Vec<f32>, usize) {
+    let seq_len = ids.iter().map(|t| t.len()).max().unwrap_or(0);
+    let mut flat = vec![0u32; ids.len() * seq_len];
+    let mut mask = vec![0f32; ids.len() * seq_len];
+    for (row, text) in ids.iter().enumerate() {
+        flat[row * seq_len..row * seq_len + text.len()].copy_from_slice(text);
+        mask[row * seq_len..row * seq_len + text.len()].fill(1.0);
+    }
+    (flat, mask, seq_len)
+}
