@@ -503,6 +503,21 @@ fn batch_loss(
     }
 }
 
+/// Mean binary cross-entropy of `logits` against 0/1 `targets` of the same shape, in the stable
+/// form (1 − y) z + softplus(−z): candle's `binary_cross_entropy_with_logit` takes the log of a
+/// sigmoid, which gives NaN once a logit passes about ±17 in f32.
+///
+/// # Errors
+/// Fails when the shapes differ.
+pub fn binary_cross_entropy_with_logits(
+    logits: &Tensor,
+    targets: &Tensor,
+) -> candle_core::Result<Tensor> {
+    let softplus_neg =
+        (logits.neg()?.relu()? + logits.abs()?.neg()?.exp()?.affine(1.0, 1.0)?.log()?)?;
+    ((targets.affine(-1.0, 1.0)? * logits)? + softplus_neg)?.mean_all()
+}
+
 /// Copies rows `idx` of `data` into a (rows, width) tensor.
 fn gather_rows(data: &Data, idx: &[usize], device: &Device) -> candle_core::Result<Tensor> {
     let w = data.width;
@@ -746,6 +761,16 @@ mod tests {
         let kept = trained.history[trained.best_epoch - 1].val_loss.unwrap();
         assert!(kept < first * 0.5, "validation loss {first} -> {kept}");
         assert!(accuracy(&trained.mlp, &vx, &vy) > 0.95);
+    }
+
+    #[test]
+    fn binary_cross_entropy_is_finite_for_confident_logits() {
+        let z = Tensor::new(&[[40f32, -40.0, 0.0, 2.0]], &Device::Cpu).unwrap();
+        let y = Tensor::new(&[[1f32, 1.0, 0.0, 1.0]], &Device::Cpu).unwrap();
+        let loss = binary_cross_entropy_with_logits(&z, &y).unwrap().to_scalar::<f32>().unwrap();
+        // Terms: 0, 40, ln 2, ln(1 + e^-2); their mean.
+        let want = (40.0 + 2f32.ln() + (1.0 + (-2f32).exp()).ln()) / 4.0;
+        assert!((loss - want).abs() < 1e-5, "{loss} vs {want}");
     }
 
     #[test]

@@ -248,14 +248,49 @@ fn contrastive_stage_lowers_its_loss_and_refuses_multi_label() {
     assert_eq!(losses.len(), 3);
     assert!(losses[2] < losses[0], "contrastive loss per epoch: {losses:?}");
 
-    let multi = Targets::Multi(labels.iter().flat_map(|&l| [l as f32, 1.0 - l as f32]).collect());
+    let multi = |n: usize| {
+        Targets::Multi(labels[..n].iter().flat_map(|&l| [l as f32, 1.0 - l as f32]).collect())
+    };
     let refused = TrainableEncoder::load(&files, &Device::Cpu).unwrap().finetune(
-        (train, &multi),
-        (val, &multi),
+        (train, &multi(16)),
+        (val, &multi(4)),
         2,
         &config,
         &mut |_| {},
         &mut |_| {},
     );
-    assert!(refused.is_err(), "multi-label targets have no contrastive stage");
+    let message = format!("{:?}", refused.err().expect("multi-label targets are refused"));
+    assert!(message.contains("single-label"), "{message}");
+}
+
+#[test]
+fn a_run_that_only_gets_worse_keeps_the_probe_and_the_encoder_it_started_from() {
+    use habitlens::finetune::{FinetuneConfig, Targets};
+    let (texts, labels) = sample();
+    let ids = token_ids(&texts);
+    let files = ModelFiles::resolve(&common::default_source()).unwrap();
+    let encoder = TrainableEncoder::load(&files, &Device::Cpu).unwrap();
+    let before = encoder.embed(&ids[..4]).unwrap();
+    // A learning rate this large wrecks the encoder in one epoch.
+    let config = FinetuneConfig {
+        epochs: 1,
+        lr: 0.5,
+        batch_size: 8,
+        warmup_fraction: 0.0,
+        ..Default::default()
+    };
+    let tuned = encoder
+        .finetune(
+            (&ids, &Targets::Single(labels.clone())),
+            (&ids[..4], &Targets::Single(labels[..4].to_vec())),
+            2,
+            &config,
+            &mut |_| {},
+            &mut |_| {},
+        )
+        .unwrap();
+    let wrecked = tuned.epochs[0].val_loss;
+    assert!(!(wrecked < tuned.probe_val_loss), "{wrecked} vs {}", tuned.probe_val_loss);
+    assert_eq!(tuned.best_epoch, 0, "epoch 0, the probe, is kept");
+    assert_eq!(tuned.encoder.embed(&ids[..4]).unwrap(), before, "the encoder is put back");
 }

@@ -257,7 +257,7 @@ pub struct FinetuneConfig {
     pub max_grad_norm: f64,
     /// Epochs without a better validation loss before stopping.
     pub patience: usize,
-    /// Seed of the head initialisation and the shuffling.
+    /// Seed of the shuffling, the contrastive batches, the linear probe and dropout.
     pub seed: u64,
     /// Epochs of the contrastive first stage (single-label only); 0 skips it.
     #[serde(default)]

@@ -6,9 +6,12 @@
 //! dense gradient of zeros, and a dense AdamW step then walks all of it several times: on two
 //! cores that was about a fifth of each step and 700 MB of memory. Instead, each step copies the
 //! rows it uses into a small variable ([`WordRows`]), and [`SparseAdamW`] updates those rows
-//! with moment estimates kept for the whole table, as PyTorch's `SparseAdam` does. Rows a batch
-//! does not use get no gradient, so AdamW would move them only through weight decay; here that
-//! decay waits until the row is next used (a difference that only matters with weight decay).
+//! with moment estimates kept for the whole table, updated lazily as PyTorch's `SparseAdam`
+//! does. This is not exactly dense AdamW: there, a row that got a gradient once keeps moving on
+//! later steps without one (its momentum decays over them) and is shrunk by weight decay on
+//! every step; here a row moves only on steps that use it, its moments wait meanwhile, and one
+//! decay factor is applied per use. When every row is used every step the two are identical (a
+//! unit test checks this).
 
 use candle_core::backprop::GradStore;
 use candle_core::{DType, Tensor, Var};
@@ -127,6 +130,11 @@ impl Optimiser {
             sum += f64::from(g.sqr()?.sum_all()?.to_scalar::<f32>()?);
         }
         let norm = sum.sqrt();
+        if !norm.is_finite() {
+            // One bad batch must not poison the weights and both optimisers' moments.
+            tracing::warn!("a fine-tuning step had a non-finite gradient and was skipped");
+            return Ok(());
+        }
         let scale =
             if norm > self.max_grad_norm && norm > 0.0 { self.max_grad_norm / norm } else { 1.0 };
         if scale < 1.0 {

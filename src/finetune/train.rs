@@ -41,7 +41,7 @@ fn head_loss(
     let target = targets.select(idx, labels, logits.device())?;
     match targets {
         Targets::Single(_) => candle_nn::loss::cross_entropy(logits, &target),
-        Targets::Multi(_) => candle_nn::loss::binary_cross_entropy_with_logit(logits, &target),
+        Targets::Multi(_) => mlp::binary_cross_entropy_with_logits(logits, &target),
     }
 }
 
@@ -59,9 +59,9 @@ fn probe_targets(targets: &Targets, labels: usize) -> mlp::Targets {
 impl TrainableEncoder {
     /// Trains the encoder and a linear head together on `train`, validating on `val` after each
     /// epoch and keeping the weights of the epoch with the lowest validation loss (stopping
-    /// after `patience` epochs without improvement). Epoch 0, the linear probe on the
-    /// unchanged encoder, competes too, so a run that only overfits keeps the encoder it was
-    /// given.
+    /// after `patience` epochs without improvement). Epoch 0, the linear probe on the encoder
+    /// as joint training found it (after the contrastive stage, if any), competes too, so a run
+    /// that only overfits keeps that encoder.
     ///
     /// With `contrastive_epochs` above 0 (single-label only) the encoder is first trained with
     /// [`contrastive::loss`]. The head then starts from a linear probe: a linear model fitted,
@@ -83,6 +83,12 @@ impl TrainableEncoder {
         progress: &mut dyn FnMut(usize),
         on_epoch: &mut dyn FnMut(&EpochReport),
     ) -> Result<Finetuned, FinetuneError> {
+        if train.0.is_empty() || val.0.is_empty() {
+            return Err(candle_core::Error::Msg(
+                "fine-tuning needs training and validation texts".into(),
+            )
+            .into());
+        }
         let mut rng = SplitMix::new(config.seed);
         let contrastive_started = std::time::Instant::now();
         // Its own stream, so that dropout does not change the order of the batches.
