@@ -1,0 +1,127 @@
+#!/usr/bin/env bash
+# Fine-tuning quality on real data: `habitlens train --fine-tune` against a head on frozen
+# embeddings (habitlens' default linear head, and scikit-learn's logistic regression on the same
+# vectors), scored on the held-out 20% cut that bench/heads_quality.sh uses (the official test
+# splits are held back from this project).
+#
+# Usage: bench/finetune_quality.sh [full] [few] [semeval]   (default: all three)
+#   full     Banking77, the whole training cut (8,017 rows), default settings (3 epochs)
+#   few      Banking77, 8 examples per intent drawn from the training cut (seed 1), fine-tuned
+#            with and without --contrastive, 8 epochs
+#   semeval  SemEval-2014 restaurant aspect categories, multi-label, default settings
+# Needs ../shared/data and the model in HF_HOME; creates bench/.venv (numpy, scikit-learn,
+# sentence-transformers) on first use. Prints one table; files are in bench/out/finetune.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+if [ -z "${HF_HOME:-}" ] && [ -d ../shared/hf-home ]; then export HF_HOME="$PWD/../shared/hf-home"; fi
+cases=("$@")
+[ ${#cases[@]} -eq 0 ] && cases=(full few semeval)
+work="${BENCH_OUT:-bench/out}/finetune"
+mkdir -p "$work"
+if [ ! -x bench/.venv/bin/python ]; then python3 -m venv bench/.venv; fi
+bench/.venv/bin/pip install -q --disable-pip-version-check numpy scikit-learn sentence-transformers
+
+cargo build --release --quiet
+hl=$PWD/target/release/habitlens
+python3 bench/heads_data.py ../shared/data "$work/data"
+export HABITLENS_CACHE="$work/cache"
+results="$work/results.jsonl"
+touch "$results"
+
+# run NAME TRAIN TEST [train options...]: train, evaluate, and record one JSON line.
+run() {
+  local name=$1 train=$2 test=$3
+  shift 3
+  local d="$work/runs/$name"
+  rm -rf "$d"
+  mkdir -p "$d"
+  /usr/bin/time -f "%M %e" -o "$d/time.txt" \
+    "$hl" --quiet train "$train" --text-column text --label-column label "$@" --output "$d/model" \
+    > "$d/train.txt"
+  "$hl" --quiet evaluate "$test" --head "$d/model" --report "$d/report.json" > "$d/eval.txt"
+  if [ -f "$d/model/fine_tune_check.json" ]; then
+    bench/.venv/bin/python bench/st_load_check.py "$d/model" > "$d/st_check.json"
+  fi
+  python3 - "$name" "$d" "$*" >> "$results" <<'PY'
+import json, os, sys
+name, d, options = sys.argv[1:4]
+peak_kb, wall = open(f"{d}/time.txt").read().split()[-2:]
+meta = json.load(open(f"{d}/model/head.json"))
+ft = meta.get("fine_tune") or {}
+epochs = ft.get("epochs", [])
+st = json.load(open(f"{d}/st_check.json")) if os.path.exists(f"{d}/st_check.json") else None
+print(json.dumps({
+    "name": name, "options": options, "report": json.load(open(f"{d}/report.json")),
+    "train_rows": meta["data"]["rows_used"] if "rows_used" in meta.get("data", {}) else None,
+    "peak_mb": int(peak_kb) / 1024, "wall_s": float(wall),
+    "epochs_run": len(epochs), "best_epoch": meta["training"]["best_epoch"],
+    "epoch_s": [round(e["seconds"], 1) for e in epochs],
+    "s_per_step": ft.get("seconds_per_step"), "probe_val_loss": ft.get("probe_val_loss"),
+    "val_loss": [round(e["val_loss"], 4) for e in epochs],
+    "sentence_transformers_cosine": st and st["lowest_cosine"],
+}))
+PY
+}
+
+# sklearn NAME TRAIN TEST [--multi-label]: logistic regression on frozen embeddings.
+sklearn() {
+  local name=$1 train=$2 test=$3
+  shift 3
+  local d="$work/runs/$name"
+  mkdir -p "$d"
+  "$hl" --quiet embed "$train" --text-column text --output "$d/train.npy"
+  "$hl" --quiet embed "$test" --text-column text --output "$d/test.npy"
+  bench/.venv/bin/python bench/heads_peer.py "$train" "$d/train.npy" "$test" "$d/test.npy" "$@" \
+    > "$d/report.json"
+  python3 -c 'import json,sys; print(json.dumps({"name": sys.argv[1], "options": "sklearn LR, C by 5-fold CV", "report": json.load(open(sys.argv[2]))}))' \
+    "$name" "$d/report.json" >> "$results"
+}
+
+b="$work/data/banking77"
+s="$work/data/semeval14_restaurants"
+for case in "${cases[@]}"; do
+  case $case in
+    full)
+      run banking77-frozen "$b/train.csv" "$b/test.csv"
+      run banking77-finetune "$b/train.csv" "$b/test.csv" --fine-tune
+      ;;
+    few)
+      python3 bench/few_shot.py "$b/train.csv" 8 1 "$b/train8.csv"
+      run banking77-8shot-frozen "$b/train8.csv" "$b/test.csv"
+      sklearn banking77-8shot-sklearn "$b/train8.csv" "$b/test.csv"
+      run banking77-8shot-finetune "$b/train8.csv" "$b/test.csv" --fine-tune --epochs 8
+      run banking77-8shot-contrastive "$b/train8.csv" "$b/test.csv" --fine-tune --epochs 8 \
+        --contrastive
+      ;;
+    semeval)
+      run semeval-frozen "$s/train.csv" "$s/test.csv" --multi-label
+      run semeval-finetune "$s/train.csv" "$s/test.csv" --multi-label --fine-tune
+      ;;
+    *) echo "unknown case: $case (full, few, semeval)" >&2; exit 2 ;;
+  esac
+done
+
+python3 - "$results" <<'PY'
+import json, sys
+latest = {}
+for line in open(sys.argv[1]):
+    r = json.loads(line)
+    latest[r["name"]] = r
+print("held-out 20% cut; accuracy (micro-F1 for semeval), macro-F1 in brackets")
+print(f"{'run':30} {'score':>15} {'epochs':>7} {'s/epoch':>9} {'s/step':>7} {'peak MB':>8}  options")
+for name, r in latest.items():
+    rep = r["report"]
+    main = rep.get("accuracy", rep.get("micro_f1"))
+    if "micro_f1" in rep and "accuracy" in rep and name.startswith("semeval"):
+        main = rep["micro_f1"]
+    ep = r.get("epoch_s") or []
+    per = f"{sum(ep) / len(ep):.0f}" if ep else "-"
+    step = f"{r['s_per_step']:.2f}" if r.get("s_per_step") else "-"
+    peak = f"{r['peak_mb']:.0f}" if r.get("peak_mb") else "-"
+    epochs = f"{r['best_epoch']}/{r['epochs_run']}" if ep else "-"
+    print(f"{name:30} {main:.3f} ({rep['macro_f1']:.3f}) {epochs:>7} {per:>9} {step:>7} {peak:>8}  "
+          f"{r['options']}")
+    if r.get("sentence_transformers_cosine") is not None:
+        print(f"{'':30} loaded in sentence-transformers: lowest cosine "
+              f"{r['sentence_transformers_cosine']:.6f}")
+PY
