@@ -196,6 +196,29 @@ fn fine_tuned_folder_is_a_head_and_a_model_that_reproduces_its_embeddings() {
         .stderr(predicates::str::contains("carries its own fine-tuned encoder"))
         .stderr(predicates::str::contains("models/sentiment"));
 
+    // A frozen head trained on the folder's embeddings records it by absolute path, so it runs
+    // beside the folder's own head however the folder is spelled, from another directory.
+    common::habitlens()
+        .env("HABITLENS_CACHE", &cache)
+        .current_dir(dir.path())
+        .args(["--quiet", "train", "train.csv", "--text-column", "text"])
+        .args(["--label-column", "sentiment", "--model", "ft", "--output", "frozen"])
+        .assert()
+        .success();
+    let (header, got) = {
+        let classified = dir.path().join("both.csv");
+        common::habitlens()
+            .current_dir(dir.path().parent().unwrap())
+            .args(["--quiet", "classify", &p(&input), "--text-column", "text"])
+            .args(["--head", &p(&out), "--head", &p(&dir.path().join("./frozen"))])
+            .args(["--output", &p(&classified)])
+            .assert()
+            .success();
+        common::read_csv(&classified)
+    };
+    assert!(header.contains(&"frozen".to_string()) && header.contains(&"ft".to_string()));
+    assert_eq!(got.len(), 25);
+
     // Evaluate: the 24 labelled rows are all counted.
     let report = dir.path().join("report.json");
     run(&cache, &["evaluate", &p(&data), "--head", &p(&out), "--report", &p(&report)]);
@@ -251,4 +274,32 @@ fn fine_tuned_folder_is_a_head_and_a_model_that_reproduces_its_embeddings() {
         );
     }
     assert_eq!(lines.lines().count(), texts.len());
+}
+
+#[test]
+fn contrastive_without_a_label_pair_and_an_output_below_a_file_are_usage_errors() {
+    let p = |path: &Path| path.to_str().unwrap().to_string();
+    let dir = tempfile::tempdir().unwrap();
+    // Two rows per label: one goes to validation, so no label keeps a training pair.
+    let rows: Vec<Vec<String>> = hu_liu(1)
+        .into_iter()
+        .chain(hu_liu(2).into_iter().skip(2))
+        .map(|(t, l)| vec![t, l])
+        .collect();
+    let data = write_csv(&dir.path().join("pairs.csv"), &["text", "label"], &rows);
+    let out = dir.path().join("out");
+    common::habitlens()
+        .args(["train", &p(&data), "--label-column", "label", "--output", &p(&out)])
+        .args(["--fine-tune", "--epochs", "1", "--contrastive"])
+        .assert()
+        .code(2)
+        .stderr(predicates::str::contains("`--contrastive` needs a label with two"));
+    let file = dir.path().join("a-file");
+    std::fs::write(&file, "x").unwrap();
+    common::habitlens()
+        .args(["train", &p(&data), "--label-column", "label"])
+        .args(["--output", &p(&file.join("head"))])
+        .assert()
+        .code(2)
+        .stderr(predicates::str::contains("is a file, not a folder"));
 }

@@ -149,6 +149,21 @@ pub(super) fn run(args: &TrainArgs, ui: Ui) -> anyhow::Result<()> {
         ))
         .into());
     }
+    if args.contrastive {
+        let mut per_label = vec![0usize; labels];
+        for &i in &split.train {
+            per_label[data.targets[i][0] as usize] += 1;
+        }
+        if per_label.iter().all(|&n| n < 2) {
+            return Err(UsageError(format!(
+                "`--contrastive` needs a label with two or more training rows, and no label of \
+                 `{}` has two once the validation rows are held out\nhint: add examples, or \
+                 leave out `--contrastive`",
+                labelled.file
+            ))
+            .into());
+        }
+    }
     let (train_ids, val_ids) = (ids_of(&split.train), ids_of(&split.val));
     let (train_t, val_t) = (targets_of(&split.train), targets_of(&split.val));
 
@@ -259,7 +274,7 @@ pub(super) fn run(args: &TrainArgs, ui: Ui) -> anyhow::Result<()> {
         training: TrainingSettings {
             mlp: MlpConfig {
                 hidden: vec![],
-                dropout: 0.0,
+                dropout: config.dropout,
                 epochs: config.epochs,
                 batch_size: config.batch_size,
                 lr: config.lr,
@@ -287,6 +302,7 @@ pub(super) fn run(args: &TrainArgs, ui: Ui) -> anyhow::Result<()> {
             seconds_per_step: step_seconds / steps.max(1) as f64,
             probe_val_loss: Some(tuned.probe_val_loss),
             contrastive_losses: tuned.contrastive_losses.clone(),
+            contrastive_seconds: tuned.contrastive_seconds,
         }),
     };
     let head = Head::new(meta, head_mlp)?;
@@ -367,12 +383,14 @@ pub(super) fn run(args: &TrainArgs, ui: Ui) -> anyhow::Result<()> {
             losses.join(", ")
         )?;
     }
+    let best_joint = tuned.epochs.iter().map(|e| e.val_loss).fold(f64::INFINITY, f64::min);
     sayln!(
-        "head started from a linear probe on the {} embeddings: validation loss {:.4}, {:.4} \
-         after fine-tuning",
+        "head started from a linear probe on the {} embeddings: validation loss {:.4}; best \
+         epoch of joint training {:.4}; kept the {}",
         if tuned.contrastive_losses.is_empty() { "model's" } else { "contrastive stage's" },
         tuned.probe_val_loss,
-        best_loss
+        best_joint,
+        if tuned.best_epoch == 0 { "probe" } else { "fine-tuned encoder and head" }
     )?;
     super::train::say_validation(kind, &validation)?;
     sayln!(

@@ -149,6 +149,7 @@ pub(super) fn check_flags(args: &TrainArgs) -> Result<(), UsageError> {
              `status` or be unnamed"
         ));
     }
+    super::check_parent_folders(&args.output, "--output")?;
     if args.output.exists() && !args.output.is_dir() {
         return fail(format!(
             "`--output` `{}` is a file; it must be a folder for the head",

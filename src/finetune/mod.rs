@@ -326,7 +326,7 @@ pub struct EpochReport {
     /// Optimiser steps of the epoch.
     #[serde(default)]
     pub steps: usize,
-    /// Seconds the steps took (validation excluded).
+    /// Seconds all the epoch's steps took together (validation excluded).
     #[serde(default)]
     pub step_seconds: f64,
 }

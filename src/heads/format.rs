@@ -40,9 +40,15 @@ pub struct BaseModel {
 }
 
 impl From<&ModelInfo> for BaseModel {
+    /// A local model folder is recorded by its absolute path, so the head finds it again from
+    /// any working directory and however `--model` spelled it.
     fn from(info: &ModelInfo) -> Self {
+        let id = match std::path::Path::new(&info.id).canonicalize() {
+            Ok(path) if info.revision == "local" => path.display().to_string(),
+            _ => info.id.clone(),
+        };
         Self {
-            id: info.id.clone(),
+            id,
             revision: info.revision.clone(),
             dimension: info.dimension,
             pooling: info.pooling,
@@ -164,6 +170,10 @@ pub struct FineTuneRecord {
     /// Mean loss of each epoch of the contrastive stage (empty when it did not run).
     #[serde(default)]
     pub contrastive_losses: Vec<f64>,
+    /// Seconds the contrastive stage took (0 when it did not run); `steps` and
+    /// `seconds_per_step` count joint training only.
+    #[serde(default)]
+    pub contrastive_seconds: f64,
 }
 
 impl HeadMeta {

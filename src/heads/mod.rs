@@ -316,6 +316,11 @@ impl Head {
         let own_encoder = model.revision == "local"
             && has_own_encoder(dir)
             && same_path(dir, Path::new(&model.id));
+        // A local folder named by another spelling of the same path.
+        let same_local = base.revision == "local"
+            && model.revision == "local"
+            && same_path(Path::new(&base.id), Path::new(&model.id));
+        let own_encoder = own_encoder || same_local;
         if !own_encoder && base.id != model.id {
             return mismatch("model", format!("`{}`", base.id), format!("`{}`", model.id), rerun);
         }
