@@ -57,7 +57,7 @@ print(json.dumps({
     "epochs_run": len(epochs), "best_epoch": meta["training"]["best_epoch"],
     "epoch_s": [round(e["seconds"], 1) for e in epochs],
     "s_per_step": ft.get("seconds_per_step"), "probe_val_loss": ft.get("probe_val_loss"),
-    "val_loss": [round(e["val_loss"], 4) for e in epochs],
+    "val_loss": [None if e["val_loss"] is None else round(e["val_loss"], 4) for e in epochs],
     "sentence_transformers_cosine": st and st["lowest_cosine"],
 }))
 PY

@@ -245,6 +245,46 @@ pub fn check_writable(path: &Path) -> Result<(), OutputError> {
     AtomicFile::create(path).map(drop)
 }
 
+/// A folder a command writes its results into, claimed before the work starts: made if it is
+/// missing, and checked writable by creating (and removing) a temporary file for `probe`.
+///
+/// A run that fails leaves no trace: dropped without [`OutputFolder::keep`], a folder that the
+/// claim made is removed with whatever the run had put in it. A folder that existed before is
+/// left as it is (files already written into it were each written atomically).
+#[derive(Debug)]
+pub struct OutputFolder {
+    path: PathBuf,
+    made: bool,
+    kept: bool,
+}
+
+impl OutputFolder {
+    /// Claims `dir`, checking that `dir/probe` can be written.
+    ///
+    /// # Errors
+    /// Fails when the folder cannot be made or written.
+    pub fn claim(dir: &Path, probe: &str) -> Result<Self, OutputError> {
+        let made = !dir.exists();
+        let mut folder = Self { path: dir.to_path_buf(), made, kept: false };
+        check_writable(&dir.join(probe))?;
+        folder.made = made && dir.is_dir();
+        Ok(folder)
+    }
+
+    /// The run succeeded: the folder stays.
+    pub fn keep(mut self) {
+        self.kept = true;
+    }
+}
+
+impl Drop for OutputFolder {
+    fn drop(&mut self) {
+        if self.made && !self.kept {
+            let _ = std::fs::remove_dir_all(&self.path);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -262,6 +302,22 @@ mod tests {
         file.commit().unwrap();
         let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode(&atomic), mode(&plain));
+    }
+
+    #[test]
+    fn a_claimed_folder_goes_unless_kept_and_an_old_one_stays() {
+        let dir = tempfile::tempdir().unwrap();
+        let new = dir.path().join("new");
+        let folder = OutputFolder::claim(&new, "x.json").unwrap();
+        std::fs::write(new.join("partial.bin"), "x").unwrap();
+        drop(folder);
+        assert!(!new.exists(), "a failed run left the folder it made");
+
+        OutputFolder::claim(&new, "x.json").unwrap().keep();
+        assert!(new.is_dir());
+        std::fs::write(new.join("earlier.txt"), "x").unwrap();
+        drop(OutputFolder::claim(&new, "x.json").unwrap());
+        assert!(new.join("earlier.txt").is_file(), "a folder that was there before was touched");
     }
 
     #[test]

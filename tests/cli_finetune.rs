@@ -60,7 +60,8 @@ fn fine_tuned_folder_is_a_head_and_a_model_that_reproduces_its_embeddings() {
     let out = dir.path().join("ft");
     let p = |path: &Path| path.to_str().unwrap().to_string();
 
-    // Train.
+    // Train, without validation, so that the kept weights are surely the trained ones (with
+    // validation, the probe on the unchanged encoder may win: see the next test).
     let started = std::time::Instant::now();
     let (stdout, stderr) = run(
         &cache,
@@ -82,6 +83,8 @@ fn fine_tuned_folder_is_a_head_and_a_model_that_reproduces_its_embeddings() {
             "32",
             "--seed",
             "7",
+            "--val-fraction",
+            "0",
         ],
     );
     eprintln!("train --fine-tune took {:.1} s:\n{stdout}", started.elapsed().as_secs_f64());
@@ -92,6 +95,10 @@ fn fine_tuned_folder_is_a_head_and_a_model_that_reproduces_its_embeddings() {
         "{stdout}"
     );
     assert!(stderr.contains("epoch 1/1: train loss"), "per-epoch losses on stderr: {stderr}");
+    assert!(stderr.contains("validation loss -"), "{stderr}");
+    assert!(stdout.contains("split: 24 training rows, 0 validation rows"), "{stdout}");
+    assert!(stdout.contains("validation: none (`--val-fraction 0`): ran all 1 epochs"), "{stdout}");
+    assert!(stdout.contains("embeddings of 4 training text(s), lowest cosine 1.0"), "{stdout}");
     for file in [
         "config.json",
         "tokenizer.json",
@@ -110,6 +117,10 @@ fn fine_tuned_folder_is_a_head_and_a_model_that_reproduces_its_embeddings() {
     assert_eq!(meta["base_model"]["id"], p(&out), "the head's model is the folder itself");
     assert_eq!(meta["fine_tune"]["from_model"]["id"], "sentence-transformers/all-MiniLM-L6-v2");
     assert_eq!(meta["fine_tune"]["max_seq_length"], 32);
+    assert_eq!(meta["training"]["best_epoch"], 1, "the last epoch is kept");
+    assert!(meta["validation"].is_null(), "{}", meta["validation"]);
+    assert!(meta["fine_tune"]["epochs"][0]["val_loss"].is_null());
+    assert!(meta["fine_tune"]["probe_val_loss"].is_null());
     let st: serde_json::Value = serde_json::from_str(
         &std::fs::read_to_string(out.join("sentence_bert_config.json")).unwrap(),
     )
@@ -294,6 +305,7 @@ fn contrastive_without_a_label_pair_and_an_output_below_a_file_are_usage_errors(
         .assert()
         .code(2)
         .stderr(predicates::str::contains("`--contrastive` needs a label with two"));
+    assert!(!out.exists(), "the failed run left the output folder it made");
     let file = dir.path().join("a-file");
     std::fs::write(&file, "x").unwrap();
     common::habitlens()
@@ -302,4 +314,52 @@ fn contrastive_without_a_label_pair_and_an_output_below_a_file_are_usage_errors(
         .assert()
         .code(2)
         .stderr(predicates::str::contains("is a file, not a folder"));
+}
+
+#[test]
+fn with_validation_the_kept_epoch_is_the_one_that_validated_best() {
+    let p = |path: &Path| path.to_str().unwrap().to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("cache");
+    let rows: Vec<Vec<String>> = hu_liu(8).into_iter().map(|(t, l)| vec![t, l]).collect();
+    let data = write_csv(&dir.path().join("few.csv"), &["text", "label"], &rows);
+    let out = dir.path().join("ft");
+    let (stdout, stderr) = run(
+        &cache,
+        &[
+            "train",
+            &p(&data),
+            "--label-column",
+            "label",
+            "--output",
+            &p(&out),
+            "--fine-tune",
+            "--epochs",
+            "2",
+            "--patience",
+            "2",
+            "--max-seq-length",
+            "24",
+        ],
+    );
+    assert!(stdout.contains("split: 14 training rows, 2 validation rows"), "{stdout}");
+    assert!(stdout.contains("embeddings of 2 validation text(s), lowest cosine 1.0"), "{stdout}");
+    assert!(stdout.contains("validation: accuracy"), "{stdout}");
+    assert!(!stderr.contains("validation loss -"), "{stderr}");
+    let meta: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("head.json")).unwrap()).unwrap();
+    let probe = meta["fine_tune"]["probe_val_loss"].as_f64().expect("the probe is validated");
+    let losses: Vec<f64> = meta["fine_tune"]["epochs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["val_loss"].as_f64().expect("every epoch is validated"))
+        .collect();
+    assert_eq!(losses.len(), 2, "patience 2 runs both epochs");
+    // Epoch 0 is the probe; the kept epoch has the lowest validation loss of all.
+    let all: Vec<f64> = std::iter::once(probe).chain(losses).collect();
+    let best = (0..all.len()).min_by(|&a, &b| all[a].total_cmp(&all[b])).unwrap();
+    assert_eq!(meta["training"]["best_epoch"], best, "{all:?}");
+    let kept = meta["validation"]["loss"].as_f64().expect("validation figures");
+    assert!((kept - all[best]).abs() < 1e-9, "{kept} vs {all:?}");
 }

@@ -147,7 +147,7 @@ pub(super) fn run(args: &AnalyzeArgs, ui: Ui) -> anyhow::Result<()> {
     };
     let rows_path = args.output_dir.join("rows.csv");
     let summary_path = args.output_dir.join("summary.json");
-    crate::output::check_writable(&rows_path)?;
+    let folder = crate::output::OutputFolder::claim(&args.output_dir, "rows.csv")?;
 
     let (embedder, own_encoder) = load_embedder_for_heads(&args.model, &args.heads)?;
     let mut heads = Vec::new();
@@ -319,6 +319,7 @@ pub(super) fn run(args: &AnalyzeArgs, ui: Ui) -> anyhow::Result<()> {
         heads: &head_summaries,
     };
     write_json(&summary_path, &report)?;
+    folder.keep();
     warn_truncated(truncated, embedder.info().max_seq_length);
     print_summary(&summary)?;
     print_heads(&head_summaries)?;

@@ -87,7 +87,7 @@ fn record_max_seq_length(dir: &Path, max_seq_length: usize) -> anyhow::Result<()
 pub(super) fn run(args: &TrainArgs, ui: Ui) -> anyhow::Result<()> {
     let started = Instant::now();
     let name = head_name(args);
-    crate::output::check_writable(&args.output.join(META_FILE))?;
+    let folder = crate::output::OutputFolder::claim(&args.output, META_FILE)?;
     let kind = if args.multi_label { TaskKind::MultiLabel } else { TaskKind::SingleLabel };
 
     // Read and check the data before loading the model.
@@ -140,11 +140,12 @@ pub(super) fn run(args: &TrainArgs, ui: Ui) -> anyhow::Result<()> {
         TaskKind::SingleLabel => Targets::Single(idx.iter().map(|&i| data.targets[i][0]).collect()),
         TaskKind::MultiLabel => Targets::Multi(data.target_matrix(idx)),
     };
-    if split.val.is_empty() {
+    if split.val.is_empty() && args.val_fraction > 0.0 {
         return Err(UsageError(format!(
             "no validation rows: with `--val-fraction {}` no label of `{}` has enough examples to \
-             give one to validation, and `--fine-tune` needs validation rows for early stopping\n\
-             hint: add examples: a label needs two or more to give one to validation",
+             give one to validation\nhint: add examples (a label needs two or more to give one \
+             to validation), or train without validation with `--val-fraction 0`, which runs \
+             every epoch and keeps the last",
             args.val_fraction, labelled.file
         ))
         .into());
@@ -202,15 +203,19 @@ pub(super) fn run(args: &TrainArgs, ui: Ui) -> anyhow::Result<()> {
         tracing::info!(
             epoch = e.epoch,
             train_loss = format!("{:.4}", e.train_loss),
-            val_loss = format!("{:.4}", e.val_loss),
+            val_loss = e.val_loss.map(|l| format!("{l:.4}")),
             seconds = format!("{:.1}", e.seconds),
             "epoch"
         );
         if ui.progress {
             epoch_bar.suspend(|| {
                 eprintln!(
-                    "epoch {}/{}: train loss {:.4}, validation loss {:.4}, {:.1} s",
-                    e.epoch, config.epochs, e.train_loss, e.val_loss, e.seconds
+                    "epoch {}/{}: train loss {:.4}, validation loss {}, {:.1} s",
+                    e.epoch,
+                    config.epochs,
+                    e.train_loss,
+                    e.val_loss.map_or("-".into(), |l| format!("{l:.4}")),
+                    e.seconds
                 );
             });
             epoch_bar.set_message(format!("epoch {}", e.epoch + 1));
@@ -232,22 +237,41 @@ pub(super) fn run(args: &TrainArgs, ui: Ui) -> anyhow::Result<()> {
     let train_seconds = tuned.epochs.iter().map(|e| e.seconds).sum::<f64>();
 
     // Validation figures and thresholds, from the kept encoder and head.
-    let val_embeddings = tuned.encoder.embed(&val_ids)?;
     let head_mlp = Mlp::linear(tuned.head_weight.clone(), tuned.head_bias.clone())?;
-    let probs = probabilities(&head_mlp, kind, &val_embeddings)?;
-    let thresholds = match kind {
-        TaskKind::SingleLabel => vec![],
-        TaskKind::MultiLabel => tune_thresholds(&probs, labels, &data.target_matrix(&split.val)),
+    let val_embeddings = tuned.encoder.embed(&val_ids)?;
+    let (validation, thresholds) = if split.val.is_empty() {
+        // Without validation, multi-label heads keep the default cut-off of 0.5.
+        let thresholds = match kind {
+            TaskKind::SingleLabel => vec![],
+            TaskKind::MultiLabel => vec![0.5; labels],
+        };
+        (None, thresholds)
+    } else {
+        let probs = probabilities(&head_mlp, kind, &val_embeddings)?;
+        let thresholds = match kind {
+            TaskKind::SingleLabel => vec![],
+            TaskKind::MultiLabel => {
+                tune_thresholds(&probs, labels, &data.target_matrix(&split.val))
+            }
+        };
+        let val_targets = match &val_t {
+            Targets::Single(c) => mlp::Targets::Classes(c.clone()),
+            Targets::Multi(m) => mlp::Targets::Matrix { values: m.clone(), width: labels },
+        };
+        let best_loss = match tuned.best_epoch {
+            0 => tuned.probe_val_loss,
+            e => tuned.epochs[e - 1].val_loss,
+        };
+        let loss = best_loss.unwrap_or(f64::NAN);
+        (Some(figures(kind, &probs, labels, &val_targets, &thresholds, loss)), thresholds)
     };
-    let val_targets = match &val_t {
-        Targets::Single(c) => mlp::Targets::Classes(c.clone()),
-        Targets::Multi(m) => mlp::Targets::Matrix { values: m.clone(), width: labels },
+    // The texts whose embeddings go into the check file: validation texts, else training ones.
+    let (check_rows, check_embeddings) = if split.val.is_empty() {
+        let rows = &split.train[..split.train.len().min(CHECK_TEXTS)];
+        (rows, tuned.encoder.embed(&ids_of(rows))?)
+    } else {
+        (&split.val[..split.val.len().min(CHECK_TEXTS)], val_embeddings)
     };
-    let best_loss = match tuned.best_epoch {
-        0 => tuned.probe_val_loss,
-        e => tuned.epochs[e - 1].val_loss,
-    };
-    let validation = figures(kind, &probs, labels, &val_targets, &thresholds, best_loss);
 
     // The folder: the encoder, the head, and embeddings to check a reload against.
     let write_ctx = || format!("writing the fine-tuned model to `{}`", args.output.display());
@@ -290,7 +314,7 @@ pub(super) fn run(args: &TrainArgs, ui: Ui) -> anyhow::Result<()> {
             refit: false,
             seconds: train_seconds,
         },
-        validation: Some(validation.clone()),
+        validation: validation.clone(),
         data: super::train::data_seen(&labelled, total, &data),
         habitlens_version: env!("CARGO_PKG_VERSION").to_string(),
         fine_tune: Some(FineTuneRecord {
@@ -300,7 +324,7 @@ pub(super) fn run(args: &TrainArgs, ui: Ui) -> anyhow::Result<()> {
             epochs: tuned.epochs.clone(),
             steps,
             seconds_per_step: step_seconds / steps.max(1) as f64,
-            probe_val_loss: Some(tuned.probe_val_loss),
+            probe_val_loss: tuned.probe_val_loss,
             contrastive_losses: tuned.contrastive_losses.clone(),
             contrastive_seconds: tuned.contrastive_seconds,
         }),
@@ -308,13 +332,14 @@ pub(super) fn run(args: &TrainArgs, ui: Ui) -> anyhow::Result<()> {
     let head = Head::new(meta, head_mlp)?;
     head.save(&args.output).with_context(write_ctx)?;
     let dim = files.info.dimension;
-    let shown = split.val.len().min(CHECK_TEXTS);
+    let shown = check_rows.len();
     let check = CheckFile {
-        about: "embeddings of the first validation texts by the fine-tuned encoder, as the \
-                training run computed them; embedding these texts with `--model` this folder \
-                should give the same vectors (cosine above 0.9999)",
-        texts: split.val[..shown].iter().map(|&i| data.texts[i].as_str()).collect(),
-        embeddings: (0..shown).map(|k| &val_embeddings[k * dim..(k + 1) * dim]).collect(),
+        about: "embeddings of the first validation texts (training texts when there is no \
+                validation) by the fine-tuned encoder, as the training run computed them; \
+                embedding these texts with `--model` this folder should give the same vectors \
+                (cosine above 0.9999)",
+        texts: check_rows.iter().map(|&i| data.texts[i].as_str()).collect(),
+        embeddings: (0..shown).map(|k| &check_embeddings[k * dim..(k + 1) * dim]).collect(),
     };
     crate::output::write_json(&args.output.join(CHECK_FILE), &check).with_context(write_ctx)?;
 
@@ -383,24 +408,37 @@ pub(super) fn run(args: &TrainArgs, ui: Ui) -> anyhow::Result<()> {
             losses.join(", ")
         )?;
     }
-    let best_joint = tuned.epochs.iter().map(|e| e.val_loss).fold(f64::INFINITY, f64::min);
+    let probe_from =
+        if tuned.contrastive_losses.is_empty() { "model's" } else { "contrastive stage's" };
+    match (tuned.probe_val_loss, &validation) {
+        (Some(probe), Some(v)) => {
+            let best_joint =
+                tuned.epochs.iter().filter_map(|e| e.val_loss).fold(f64::INFINITY, f64::min);
+            sayln!(
+                "head started from a linear probe on the {probe_from} embeddings: validation \
+                 loss {probe:.4}; best epoch of joint training {best_joint:.4}; kept the {}",
+                if tuned.best_epoch == 0 { "probe" } else { "fine-tuned encoder and head" }
+            )?;
+            super::train::say_validation(kind, v)?;
+        }
+        _ => {
+            sayln!("head started from a linear probe on the {probe_from} embeddings")?;
+            sayln!(
+                "validation: none (`--val-fraction 0`): ran all {} epochs and kept the last",
+                tuned.epochs.len()
+            )?;
+        }
+    }
     sayln!(
-        "head started from a linear probe on the {} embeddings: validation loss {:.4}; best \
-         epoch of joint training {:.4}; kept the {}",
-        if tuned.contrastive_losses.is_empty() { "model's" } else { "contrastive stage's" },
-        tuned.probe_val_loss,
-        best_joint,
-        if tuned.best_epoch == 0 { "probe" } else { "fine-tuned encoder and head" }
-    )?;
-    super::train::say_validation(kind, &validation)?;
-    sayln!(
-        "reload check: the folder gives the training run's embeddings of {shown} validation \
-         text(s), lowest cosine {lowest:.6}"
+        "reload check: the folder gives the training run's embeddings of {shown} {} \
+         text(s), lowest cosine {lowest:.6}",
+        if split.val.is_empty() { "training" } else { "validation" }
     )?;
     sayln!(
         "model and head written to {} (use it as `--model` or `--head`); {:.1} s in all",
         args.output.display(),
         started.elapsed().as_secs_f64()
     )?;
+    folder.keep();
     Ok(())
 }

@@ -17,7 +17,7 @@ use crate::cli::purchase::{
     PurchaseTrainArgs,
 };
 use crate::mlp::MlpConfig;
-use crate::output::{AtomicFile, check_writable, write_json};
+use crate::output::{AtomicFile, OutputFolder, check_writable, write_json};
 use crate::purchase::encode::TextVectors;
 use crate::purchase::importance::{Truth, permutation_importance};
 use crate::purchase::schema::{BinaryLabels, ColumnKind, ColumnSpec, Roles, Task, infer_columns};
@@ -53,15 +53,10 @@ fn run_train(args: &PurchaseTrainArgs, ui: Ui) -> anyhow::Result<()> {
         ))
         .into());
     }
-    let created = !args.output.exists();
-    check_writable(&args.output.join(SCHEMA_FILE))?;
-    let result = train_into(args, pos_weight, ui);
-    if result.is_err() && created {
-        // The folder was made only to check it could be; a failed run leaves nothing. It is
-        // empty unless the model was saved, and `remove_dir` removes only an empty folder.
-        let _ = std::fs::remove_dir(&args.output);
-    }
-    result
+    let folder = OutputFolder::claim(&args.output, SCHEMA_FILE)?;
+    train_into(args, pos_weight, ui)?;
+    folder.keep();
+    Ok(())
 }
 
 /// Reads, trains and saves, once the output folder is known to be writable.

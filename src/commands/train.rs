@@ -173,13 +173,6 @@ pub(super) fn check_flags(args: &TrainArgs) -> Result<(), UsageError> {
         return fail("`--label-separator` cannot be empty".into());
     }
     if args.fine_tune {
-        if args.val_fraction <= 0.0 {
-            return fail(
-                "`--fine-tune` needs validation rows for early stopping: `--val-fraction` must \
-                 be above 0"
-                    .into(),
-            );
-        }
         if !(0.0..1.0).contains(&args.warmup_fraction) || args.max_grad_norm <= 0.0 {
             return fail(format!(
                 "`--warmup-fraction` must be at least 0 and below 1 and `--max-grad-norm` above \
@@ -216,7 +209,7 @@ pub(super) fn run(args: &TrainArgs, ui: Ui) -> anyhow::Result<()> {
         return super::finetune::run(args, ui);
     }
     let name = head_name(args);
-    crate::output::check_writable(&args.output.join(META_FILE))?;
+    let folder = crate::output::OutputFolder::claim(&args.output, META_FILE)?;
     let kind = if args.multi_label { TaskKind::MultiLabel } else { TaskKind::SingleLabel };
 
     // Read and check the data before loading the model.
@@ -340,5 +333,6 @@ pub(super) fn run(args: &TrainArgs, ui: Ui) -> anyhow::Result<()> {
         None => sayln!("validation: none (`--val-fraction 0`)")?,
     }
     sayln!("head written to {}", args.output.display())?;
+    folder.keep();
     Ok(())
 }

@@ -319,8 +319,9 @@ pub struct EpochReport {
     pub epoch: usize,
     /// Mean training loss over the epoch's steps.
     pub train_loss: f64,
-    /// Loss on the validation texts after the epoch.
-    pub val_loss: f64,
+    /// Loss on the validation texts after the epoch; `None` when training ran without
+    /// validation.
+    pub val_loss: Option<f64>,
     /// Seconds the epoch took (training and validation).
     pub seconds: f64,
     /// Optimiser steps of the epoch.
@@ -341,11 +342,13 @@ pub struct Finetuned {
     pub head_bias: Vec<f32>,
     /// Per-epoch figures.
     pub epochs: Vec<EpochReport>,
-    /// The epoch whose weights were kept (lowest validation loss); 0 when no epoch of joint
-    /// training beat the linear probe on the encoder as it was before.
+    /// The epoch whose weights were kept (lowest validation loss, or the last without
+    /// validation); 0 when no epoch of joint training beat the linear probe on the encoder as it
+    /// was before.
     pub best_epoch: usize,
-    /// Validation loss of the linear probe the head started from, before the encoder moved.
-    pub probe_val_loss: f64,
+    /// Validation loss of the linear probe the head started from, before the encoder moved;
+    /// `None` without validation.
+    pub probe_val_loss: Option<f64>,
     /// Mean loss of each epoch of the contrastive stage, if it ran.
     pub contrastive_losses: Vec<f64>,
     /// Seconds the contrastive stage took (0 when it did not run).

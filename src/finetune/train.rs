@@ -18,12 +18,13 @@ use crate::model::{Dropout, l2_normalize};
 use crate::rng::SplitMix;
 
 /// Learning rate at `step` (1-based) of `total`: linear warm-up over `warmup` steps, then
-/// linear decay to 0 at the last step.
+/// linear decay towards 0, which it would reach one step after the last (so no step is wasted
+/// at a rate of 0).
 fn scheduled(lr: f64, step: usize, warmup: usize, total: usize) -> f64 {
     if step <= warmup {
         lr * step as f64 / warmup.max(1) as f64
     } else {
-        lr * (total.saturating_sub(step)) as f64 / (total - warmup).max(1) as f64
+        lr * (total + 1).saturating_sub(step) as f64 / (total - warmup).max(1) as f64
     }
 }
 
@@ -63,6 +64,10 @@ impl TrainableEncoder {
     /// as joint training found it (after the contrastive stage, if any), competes too, so a run
     /// that only overfits keeps that encoder.
     ///
+    /// With no validation texts (`val` empty: the few-shot case, where every labelled text is
+    /// worth more in training than in choosing an epoch) every epoch runs and the last is kept;
+    /// the validation losses are then `None`.
+    ///
     /// With `contrastive_epochs` above 0 (single-label only) the encoder is first trained with
     /// [`contrastive::loss`]. The head then starts from a linear probe: a linear model fitted,
     /// with early stopping, on the encoder's embeddings of `train` as they are at that point.
@@ -83,12 +88,10 @@ impl TrainableEncoder {
         progress: &mut dyn FnMut(usize),
         on_epoch: &mut dyn FnMut(&EpochReport),
     ) -> Result<Finetuned, FinetuneError> {
-        if train.0.is_empty() || val.0.is_empty() {
-            return Err(candle_core::Error::Msg(
-                "fine-tuning needs training and validation texts".into(),
-            )
-            .into());
+        if train.0.is_empty() {
+            return Err(candle_core::Error::Msg("fine-tuning needs training texts".into()).into());
         }
+        let validate = !val.0.is_empty();
         let mut rng = SplitMix::new(config.seed);
         let contrastive_started = std::time::Instant::now();
         // Its own stream, so that dropout does not change the order of the batches.
@@ -116,7 +119,7 @@ impl TrainableEncoder {
         let snapshot = |vars: &[Var]| -> candle_core::Result<Vec<Tensor>> {
             vars.iter().map(|v| v.as_tensor().copy()).collect()
         };
-        let mut best = (probe_val_loss, 0usize, snapshot(&all)?);
+        let mut best = (probe_val_loss.unwrap_or(f64::NAN), 0usize, snapshot(&all)?);
         let mut reports = Vec::new();
         let mut order: Vec<usize> = (0..train.0.len()).collect();
 
@@ -138,7 +141,8 @@ impl TrainableEncoder {
                 progress(batch.len());
             }
 
-            let val_loss = self.val_loss(val, labels, (&head_w, &head_b))?;
+            let val_loss =
+                if validate { Some(self.val_loss(val, labels, (&head_w, &head_b))?) } else { None };
             let report = EpochReport {
                 epoch,
                 train_loss: train_loss / train.0.len().max(1) as f64,
@@ -149,7 +153,14 @@ impl TrainableEncoder {
             };
             on_epoch(&report);
             reports.push(report);
-            // A probe whose validation loss could not be computed (NaN) loses to any epoch.
+            // A probe whose validation loss could not be computed (NaN) loses to any epoch;
+            // without validation the last epoch is kept.
+            let Some(val_loss) = val_loss else {
+                if epoch == config.epochs {
+                    best = (f64::NAN, epoch, Vec::new());
+                }
+                continue;
+            };
             if val_loss < best.0 || best.0.is_nan() {
                 best = (val_loss, epoch, snapshot(&all)?);
             } else if epoch - best.1 >= config.patience {
@@ -158,6 +169,7 @@ impl TrainableEncoder {
             }
         }
 
+        // An empty snapshot: the weights as they are now (the last epoch) are the ones kept.
         let (_, best_epoch, snapshot) = best;
         for (var, saved) in all.iter().zip(&snapshot) {
             var.set(saved)?;
@@ -235,15 +247,16 @@ impl TrainableEncoder {
         Ok(losses)
     }
 
-    /// A linear model fitted on the current embeddings of `train` (early stopping on `val`):
-    /// weight (labels, dimension), bias (labels), and its validation loss.
+    /// A linear model fitted on the current embeddings of `train` (early stopping on `val`, or
+    /// every epoch when `val` is empty): weight (labels, dimension), bias (labels), and its
+    /// validation loss if there is validation.
     fn probe(
         &self,
         train: (&[Vec<u32>], &Targets),
         val: (&[Vec<u32>], &Targets),
         labels: usize,
         seed: u64,
-    ) -> Result<(Tensor, Tensor, f64), FinetuneError> {
+    ) -> Result<(Tensor, Tensor, Option<f64>), FinetuneError> {
         let dim = self.info.dimension;
         let (train_x, val_x) = (self.embed(train.0)?, self.embed(val.0)?);
         let (train_t, val_t) = (probe_targets(train.1, labels), probe_targets(val.1, labels));
@@ -264,9 +277,11 @@ impl TrainableEncoder {
         };
         let train_data = mlp::Data { features: &train_x, width: dim, targets: &train_t };
         let val_data = mlp::Data { features: &val_x, width: dim, targets: &val_t };
-        let fitted = mlp::train(&train_data, Some(&val_data), &objective, &config, &mut |_| {})
+        let val_data = (!val.0.is_empty()).then_some(&val_data);
+        let fitted = mlp::train(&train_data, val_data, &objective, &config, &mut |_| {})
             .map_err(|e| candle_core::Error::Msg(format!("fitting the linear probe: {e}")))?;
-        let loss = fitted.history[fitted.best_epoch - 1].val_loss.unwrap_or(f64::NAN);
+        let loss =
+            val_data.map(|_| fitted.history[fitted.best_epoch - 1].val_loss.unwrap_or(f64::NAN));
         let linear = fitted
             .mlp
             .as_linear()
@@ -300,8 +315,9 @@ mod tests {
     fn schedule_warms_up_then_decays_to_zero() {
         assert!((scheduled(1.0, 1, 4, 20) - 0.25).abs() < 1e-12);
         assert!((scheduled(1.0, 4, 4, 20) - 1.0).abs() < 1e-12);
-        assert!((scheduled(1.0, 12, 4, 20) - 0.5).abs() < 1e-12);
-        assert_eq!(scheduled(1.0, 20, 4, 20), 0.0);
+        assert!((scheduled(1.0, 5, 4, 20) - 1.0).abs() < 1e-12);
+        assert!((scheduled(1.0, 13, 4, 20) - 0.5).abs() < 1e-12);
+        assert!((scheduled(1.0, 20, 4, 20) - 1.0 / 16.0).abs() < 1e-12);
         assert_eq!(warmup_steps(100, 0.1), 10);
         assert_eq!(warmup_steps(3, 0.0), 1);
     }
