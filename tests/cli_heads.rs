@@ -280,7 +280,23 @@ fn bad_labelled_data_exits_2_naming_rows_and_columns() {
     run(b"text,label\ngood,pos\nbad,neg\n", &["--val-fraction", "1.5"])
         .code(2)
         .stderr(predicate::str::contains("--val-fraction"));
-    assert!(!out.join("head.json").exists(), "nothing written");
+    assert!(!out.exists(), "nothing written, not even the folder");
+}
+
+#[test]
+fn validation_figures_say_when_a_label_has_no_validation_row() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("cache");
+    let mut rows = hu_liu(0, 6);
+    rows.push(("Arrived a day late, works as described.".into(), "mixed".into()));
+    let data = write_reviews(dir.path(), "few.csv", &rows);
+    let out = dir.path().join("head");
+    let (stdout, _) = train(&cache, &data, &out, &["--label-column", "sentiment"]);
+    // `mixed` has one row, which training keeps; the two others give validation one each.
+    assert!(stdout.contains("(2 row(s), covering 2 of the 3 labels"), "{stdout}");
+    let meta: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("head.json")).unwrap()).unwrap();
+    assert_eq!(meta["validation"]["labels_seen"], 2, "{}", meta["validation"]);
 }
 
 #[test]

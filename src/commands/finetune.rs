@@ -419,7 +419,7 @@ pub(super) fn run(args: &TrainArgs, ui: Ui) -> anyhow::Result<()> {
                  loss {probe:.4}; best epoch of joint training {best_joint:.4}; kept the {}",
                 if tuned.best_epoch == 0 { "probe" } else { "fine-tuned encoder and head" }
             )?;
-            super::train::say_validation(kind, v)?;
+            super::train::say_validation(kind, v, labels)?;
         }
         _ => {
             sayln!("head started from a linear probe on the {probe_from} embeddings")?;

@@ -90,17 +90,27 @@ pub(super) fn read_checked(
 pub(super) fn say_validation(
     kind: TaskKind,
     v: &crate::heads::format::ValidationFigures,
+    labels: usize,
 ) -> std::io::Result<()> {
+    // Figures on a few labels can read as figures on all: say when some have no row.
+    let coverage = match v.labels_seen {
+        Some(seen) if seen < labels => format!(
+            " ({} row(s), covering {seen} of the {labels} labels: the others have no validation \
+             row)",
+            v.rows
+        ),
+        _ => String::new(),
+    };
     match kind {
         TaskKind::SingleLabel => sayln!(
-            "validation: accuracy {:.4}, macro-F1 {:.4}, weighted-F1 {:.4}, loss {:.4}",
+            "validation: accuracy {:.4}, macro-F1 {:.4}, weighted-F1 {:.4}, loss {:.4}{coverage}",
             v.accuracy,
             v.macro_f1,
             v.weighted_f1.unwrap_or(f64::NAN),
             v.loss
         ),
         TaskKind::MultiLabel => sayln!(
-            "validation: micro-F1 {:.4}, macro-F1 {:.4}, exact match {:.4}, loss {:.4}",
+            "validation: micro-F1 {:.4}, macro-F1 {:.4}, exact match {:.4}, loss {:.4}{coverage}",
             v.micro_f1.unwrap_or(f64::NAN),
             v.macro_f1,
             v.accuracy,
@@ -329,7 +339,7 @@ pub(super) fn run(args: &TrainArgs, ui: Ui) -> anyhow::Result<()> {
         if fitted.refitted { ", then refitted on every row" } else { "" }
     )?;
     match &m.validation {
-        Some(v) => say_validation(kind, v)?,
+        Some(v) => say_validation(kind, v, m.labels.len())?,
         None => sayln!("validation: none (`--val-fraction 0`)")?,
     }
     sayln!("head written to {}", args.output.display())?;

@@ -95,6 +95,10 @@ pub struct ValidationFigures {
     /// F1 of all label decisions pooled (multi-label).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub micro_f1: Option<f64>,
+    /// Labels with at least one validation row (multi-label: one positive); the figures say
+    /// nothing of the others. Absent in heads written before it was recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub labels_seen: Option<usize>,
 }
 
 /// The data the head was trained on.

@@ -222,6 +222,8 @@ pub(crate) fn figures(
             let predicted: Vec<u32> = probs.chunks_exact(labels).map(argmax).collect();
             let m = ConfusionMatrix::new(truth, &predicted, labels);
             let loss = if loss.is_nan() { log_loss(probs, labels, truth) } else { loss };
+            let mut seen = vec![false; labels];
+            truth.iter().for_each(|&c| seen[c as usize] = true);
             ValidationFigures {
                 rows: truth.len(),
                 loss,
@@ -229,6 +231,7 @@ pub(crate) fn figures(
                 macro_f1: m.macro_f1(),
                 weighted_f1: Some(m.weighted_f1()),
                 micro_f1: None,
+                labels_seen: Some(seen.iter().filter(|&&s| s).count()),
             }
         }
         (_, Targets::Matrix { values, .. }) => {
@@ -236,6 +239,8 @@ pub(crate) fn figures(
             let predicted: Vec<bool> =
                 probs.iter().enumerate().map(|(k, &p)| p >= thresholds[k % labels]).collect();
             let m = MultiLabelFigures::new(&truth, &predicted, labels);
+            let seen = (0..labels).filter(|&l| truth.iter().skip(l).step_by(labels).any(|&t| t));
+            let labels_seen = Some(seen.count());
             ValidationFigures {
                 rows: truth.len() / labels,
                 loss,
@@ -243,6 +248,7 @@ pub(crate) fn figures(
                 macro_f1: m.macro_f1,
                 weighted_f1: None,
                 micro_f1: Some(m.micro_f1),
+                labels_seen,
             }
         }
         _ => unreachable!("single-label heads have class targets, multi-label heads a matrix"),
