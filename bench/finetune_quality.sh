@@ -7,7 +7,8 @@
 # Usage: bench/finetune_quality.sh [full] [few] [semeval]   (default: all three)
 #   full     Banking77, the whole training cut (8,017 rows), default settings (3 epochs)
 #   few      Banking77, 8 examples per intent drawn from the training cut (seed 1), fine-tuned
-#            with and without --contrastive, 8 epochs
+#            with and without --contrastive: 8 epochs with validation, and 3 epochs without
+#            (--val-fraction 0)
 #   semeval  SemEval-2014 restaurant aspect categories, multi-label, default settings
 # Needs ../shared/data and the model in HF_HOME; creates bench/.venv (numpy, scikit-learn,
 # sentence-transformers) on first use. Prints one table; files are in bench/out/finetune.
@@ -92,6 +93,11 @@ for case in "${cases[@]}"; do
       run banking77-8shot-finetune "$b/train8.csv" "$b/test.csv" --fine-tune --epochs 8
       run banking77-8shot-contrastive "$b/train8.csv" "$b/test.csv" --fine-tune --epochs 8 \
         --contrastive
+      # Without validation: every example trains, all epochs run and the last is kept.
+      run banking77-8shot-finetune-noval "$b/train8.csv" "$b/test.csv" --fine-tune \
+        --val-fraction 0 --epochs 3
+      run banking77-8shot-contrastive-noval "$b/train8.csv" "$b/test.csv" --fine-tune \
+        --val-fraction 0 --epochs 3 --contrastive
       ;;
     semeval)
       run semeval-frozen "$s/train.csv" "$s/test.csv" --multi-label

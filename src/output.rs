@@ -117,6 +117,16 @@ pub fn write_json<T: serde::Serialize>(path: &Path, value: &T) -> Result<(), Out
     file.commit()
 }
 
+/// Writes `bytes` to `path` atomically, with the permissions of an ordinary new file.
+///
+/// # Errors
+/// Fails when the file cannot be written or renamed into place.
+pub fn write_bytes(path: &Path, bytes: &[u8]) -> Result<(), OutputError> {
+    let mut file = AtomicFile::create(path)?;
+    file.write_all(bytes).map_err(|source| OutputError::Io { path: path.to_path_buf(), source })?;
+    file.commit()
+}
+
 /// Size of the `.npy` header we write: fixed, so it can be rewritten with the final row count.
 const NPY_HEADER_LEN: usize = 128;
 
@@ -245,30 +255,51 @@ pub fn check_writable(path: &Path) -> Result<(), OutputError> {
     AtomicFile::create(path).map(drop)
 }
 
-/// A folder a command writes its results into, claimed before the work starts: made if it is
-/// missing, and checked writable by creating (and removing) a temporary file for `probe`.
+/// A folder a command writes its results into, claimed before the work starts: checked
+/// writable without being made (a temporary file is created and removed in the folder, or in its
+/// nearest existing parent when it does not exist yet), so a run that is interrupted before it
+/// writes leaves nothing behind.
 ///
-/// A run that fails leaves no trace: dropped without [`OutputFolder::keep`], a folder that the
-/// claim made is removed with whatever the run had put in it. A folder that existed before is
-/// left as it is (files already written into it were each written atomically).
+/// A run that fails leaves no trace: dropped without [`OutputFolder::keep`], the folders the run
+/// made for it (the folder itself and any missing parents) are removed with whatever the run had
+/// put in them. A folder that existed before is left as it is (files already written into it were
+/// each written atomically).
 #[derive(Debug)]
 pub struct OutputFolder {
-    path: PathBuf,
-    made: bool,
+    /// The topmost folder that did not exist at the claim, if any.
+    made: Option<PathBuf>,
     kept: bool,
 }
 
 impl OutputFolder {
-    /// Claims `dir`, checking that `dir/probe` can be written.
+    /// Claims `dir`, checking that a file such as `dir/probe` could be written.
     ///
     /// # Errors
-    /// Fails when the folder cannot be made or written.
+    /// Fails when the folder, or its nearest existing parent, cannot be written.
     pub fn claim(dir: &Path, probe: &str) -> Result<Self, OutputError> {
-        let made = !dir.exists();
-        let mut folder = Self { path: dir.to_path_buf(), made, kept: false };
-        check_writable(&dir.join(probe))?;
-        folder.made = made && dir.is_dir();
-        Ok(folder)
+        let dir = if dir.as_os_str().is_empty() { Path::new(".") } else { dir };
+        if dir.is_dir() {
+            check_writable(&dir.join(probe))?;
+            return Ok(Self { made: None, kept: false });
+        }
+        // The topmost missing folder, and the existing one above it.
+        let mut top = dir.to_path_buf();
+        while let Some(parent) = top.parent().filter(|p| !p.as_os_str().is_empty() && !p.exists()) {
+            top = parent.to_path_buf();
+        }
+        let existing = match top.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        let io_err = |source| OutputError::Io { path: dir.join(probe), source };
+        if !existing.is_dir() {
+            return Err(io_err(std::io::Error::new(
+                std::io::ErrorKind::NotADirectory,
+                format!("`{}` is not a folder", existing.display()),
+            )));
+        }
+        tempfile::Builder::new().prefix(".habitlens-").tempfile_in(&existing).map_err(io_err)?;
+        Ok(Self { made: Some(top), kept: false })
     }
 
     /// The run succeeded: the folder stays.
@@ -279,8 +310,8 @@ impl OutputFolder {
 
 impl Drop for OutputFolder {
     fn drop(&mut self) {
-        if self.made && !self.kept {
-            let _ = std::fs::remove_dir_all(&self.path);
+        if let (Some(made), false) = (&self.made, self.kept) {
+            let _ = std::fs::remove_dir_all(made);
         }
     }
 }
@@ -308,12 +339,17 @@ mod tests {
     fn a_claimed_folder_goes_unless_kept_and_an_old_one_stays() {
         let dir = tempfile::tempdir().unwrap();
         let new = dir.path().join("new");
-        let folder = OutputFolder::claim(&new, "x.json").unwrap();
-        std::fs::write(new.join("partial.bin"), "x").unwrap();
+        let folder = OutputFolder::claim(&new.join("deeper"), "x.json").unwrap();
+        assert!(!new.exists(), "the claim makes nothing");
+        std::fs::create_dir_all(new.join("deeper")).unwrap();
+        std::fs::write(new.join("deeper/partial.bin"), "x").unwrap();
         drop(folder);
-        assert!(!new.exists(), "a failed run left the folder it made");
+        assert!(!new.exists(), "a failed run left the folders it made");
+        assert!(dir.path().is_dir());
 
-        OutputFolder::claim(&new, "x.json").unwrap().keep();
+        let folder = OutputFolder::claim(&new, "x.json").unwrap();
+        std::fs::create_dir(&new).unwrap();
+        folder.keep();
         assert!(new.is_dir());
         std::fs::write(new.join("earlier.txt"), "x").unwrap();
         drop(OutputFolder::claim(&new, "x.json").unwrap());

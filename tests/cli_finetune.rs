@@ -97,7 +97,10 @@ fn fine_tuned_folder_is_a_head_and_a_model_that_reproduces_its_embeddings() {
     assert!(stderr.contains("epoch 1/1: train loss"), "per-epoch losses on stderr: {stderr}");
     assert!(stderr.contains("validation loss -"), "{stderr}");
     assert!(stdout.contains("split: 24 training rows, 0 validation rows"), "{stdout}");
-    assert!(stdout.contains("validation: none (`--val-fraction 0`): ran all 1 epochs"), "{stdout}");
+    assert!(
+        stdout.contains("validation: none (`--val-fraction 0`): ran all 1 epoch(s)"),
+        "{stdout}"
+    );
     assert!(stdout.contains("embeddings of 4 training text(s), lowest cosine 1.0"), "{stdout}");
     for file in [
         "config.json",
@@ -126,6 +129,18 @@ fn fine_tuned_folder_is_a_head_and_a_model_that_reproduces_its_embeddings() {
     )
     .unwrap();
     assert_eq!(st["max_seq_length"], 32, "the folder embeds as it trained");
+    #[cfg(unix)]
+    {
+        // Readable like any new file (not the owner-only mode of a temporary file, nor the
+        // read-only mode of the Hugging Face cache the configuration files come from).
+        use std::os::unix::fs::PermissionsExt;
+        let mode = |path: &Path| std::fs::metadata(path).unwrap().permissions().mode() & 0o777;
+        let plain = dir.path().join("plain.txt");
+        std::fs::write(&plain, "x").unwrap();
+        for file in ["model.safetensors", "config.json", "tokenizer.json", "modules.json"] {
+            assert_eq!(mode(&out.join(file)), mode(&plain), "mode of {file}");
+        }
+    }
 
     // The weights are new: every tensor of the encoder moved. The pooler (unused by mean
     // pooling) and the position-id buffer are the base checkpoint's, copied so that loaders
@@ -230,6 +245,32 @@ fn fine_tuned_folder_is_a_head_and_a_model_that_reproduces_its_embeddings() {
     assert!(header.contains(&"frozen".to_string()) && header.contains(&"ft".to_string()));
     assert_eq!(got.len(), 25);
 
+    // A frozen head trained into a copy of the folder does not use the model files left there
+    // (it is told so): it runs beside a head of the base model, as any frozen head does.
+    let stale = dir.path().join("stale");
+    std::fs::create_dir(&stale).unwrap();
+    for entry in std::fs::read_dir(&out).unwrap() {
+        let entry = entry.unwrap();
+        if entry.path().is_file() {
+            std::fs::copy(entry.path(), stale.join(entry.file_name())).unwrap();
+        }
+    }
+    let (_, stderr) = run(
+        &cache,
+        &["train", &p(&data), "--text-column", "text", "--label-column", "sentiment"]
+            .into_iter()
+            .chain(["--output", &p(&stale)])
+            .collect::<Vec<_>>(),
+    );
+    assert!(stderr.contains("holds a model from an earlier run"), "{stderr}");
+    run(
+        &cache,
+        &["classify", &p(&input), "--text-column", "text", "--head", &p(&stale), "--head"]
+            .into_iter()
+            .chain([sentiment.to_str().unwrap(), "--output", &p(&dir.path().join("s.csv"))])
+            .collect::<Vec<_>>(),
+    );
+
     // Evaluate: the 24 labelled rows are all counted.
     let report = dir.path().join("report.json");
     run(&cache, &["evaluate", &p(&data), "--head", &p(&out), "--report", &p(&report)]);
@@ -306,6 +347,18 @@ fn contrastive_without_a_label_pair_and_an_output_below_a_file_are_usage_errors(
         .code(2)
         .stderr(predicates::str::contains("`--contrastive` needs a label with two"));
     assert!(!out.exists(), "the failed run left the output folder it made");
+    // A learning rate that sends the weights to infinity stops the run before anything is
+    // written, here with no validation epoch to fall back on.
+    let deep = dir.path().join("made/for/it");
+    common::habitlens()
+        .args(["train", &p(&data), "--label-column", "label", "--output", &p(&deep)])
+        .args(["--fine-tune", "--epochs", "1", "--val-fraction", "0", "--lr", "1e6"])
+        .args(["--max-seq-length", "16"])
+        .assert()
+        .code(2)
+        .stderr(predicates::str::contains("training diverged"))
+        .stderr(predicates::str::contains("lower `--lr`"));
+    assert!(!dir.path().join("made").exists(), "the failed run left folders it made");
     let file = dir.path().join("a-file");
     std::fs::write(&file, "x").unwrap();
     common::habitlens()

@@ -277,6 +277,9 @@ fn bad_labelled_data_exits_2_naming_rows_and_columns() {
         predicate::str::contains("no column `label`")
             .and(predicate::str::contains("pass `--label-column` one of the columns")),
     );
+    run(b"text,label\ngood,pos\nbad,neg\n", &["--lr", "nan"])
+        .code(2)
+        .stderr(predicate::str::contains("`--lr` must be a finite number"));
     run(b"text,label\ngood,pos\nbad,neg\n", &["--val-fraction", "1.5"])
         .code(2)
         .stderr(predicate::str::contains("--val-fraction"));

@@ -112,6 +112,15 @@ pub(super) fn run(args: &TrainArgs, ui: Ui) -> anyhow::Result<()> {
         .max_seq_length
         .unwrap_or(files.info.max_seq_length)
         .min(files.config.max_position_embeddings);
+    if args.max_seq_length.is_some_and(|n| n > max_seq_length) {
+        tracing::warn!(
+            "`--max-seq-length` {} is beyond what `{}` can read: texts are cut at its {} \
+             positions",
+            args.max_seq_length.unwrap_or_default(),
+            files.info.id,
+            max_seq_length
+        );
+    }
 
     // Tokenize as the embedder does: no padding, truncation at the limit.
     let tokenizer_err =
@@ -150,16 +159,23 @@ pub(super) fn run(args: &TrainArgs, ui: Ui) -> anyhow::Result<()> {
         ))
         .into());
     }
+    if split.val.is_empty() && args.patience.is_some() {
+        tracing::warn!(
+            "`--patience` has no effect without validation rows (`--val-fraction 0`): every \
+             epoch runs"
+        );
+    }
     if args.contrastive {
         let mut per_label = vec![0usize; labels];
         for &i in &split.train {
             per_label[data.targets[i][0] as usize] += 1;
         }
         if per_label.iter().all(|&n| n < 2) {
+            let held_out =
+                if split.val.is_empty() { "" } else { " once the validation rows are held out" };
             return Err(UsageError(format!(
                 "`--contrastive` needs a label with two or more training rows, and no label of \
-                 `{}` has two once the validation rows are held out\nhint: add examples, or \
-                 leave out `--contrastive`",
+                 `{}` has two{held_out}\nhint: add examples, or leave out `--contrastive`",
                 labelled.file
             ))
             .into());
@@ -273,6 +289,13 @@ pub(super) fn run(args: &TrainArgs, ui: Ui) -> anyhow::Result<()> {
         (&split.val[..split.val.len().min(CHECK_TEXTS)], val_embeddings)
     };
 
+    // A learning rate too high sends the weights to infinity or NaN (without validation there
+    // is no better epoch to fall back on): nothing usable could be written.
+    let finite = |v: &[f32]| v.iter().all(|x| x.is_finite());
+    if !finite(&tuned.head_weight) || !finite(&tuned.head_bias) || !finite(&check_embeddings) {
+        return Err(crate::heads::HeadError::Diverged { lr: config.lr }.into());
+    }
+
     // The folder: the encoder, the head, and embeddings to check a reload against.
     let write_ctx = || format!("writing the fine-tuned model to `{}`", args.output.display());
     tuned.encoder.export(&files, &args.output).with_context(write_ctx)?;
@@ -381,8 +404,18 @@ pub(super) fn run(args: &TrainArgs, ui: Ui) -> anyhow::Result<()> {
         split.val.len(),
         args.seed
     )?;
+    if !tuned.contrastive_losses.is_empty() {
+        let losses: Vec<String> =
+            tuned.contrastive_losses.iter().map(|l| format!("{l:.4}")).collect();
+        sayln!(
+            "contrastive stage (before joint training): {} epoch(s), {:.1} s, loss per epoch {}",
+            losses.len(),
+            tuned.contrastive_seconds,
+            losses.join(", ")
+        )?;
+    }
     sayln!(
-        "training: {:.1} s, {} epochs, kept epoch {}; {} steps of {} texts, {:.2} s per step; \
+        "joint training: {:.1} s, {} epoch(s), kept epoch {}; {} step(s) of {} texts, {:.2} s per step; \
          texts cut at {} tokens: {}",
         train_seconds,
         tuned.epochs.len(),
@@ -398,16 +431,6 @@ pub(super) fn run(args: &TrainArgs, ui: Ui) -> anyhow::Result<()> {
         max_seq_length,
         truncated
     )?;
-    if !tuned.contrastive_losses.is_empty() {
-        let losses: Vec<String> =
-            tuned.contrastive_losses.iter().map(|l| format!("{l:.4}")).collect();
-        sayln!(
-            "contrastive stage: {} epochs, {:.1} s, loss per epoch {}",
-            losses.len(),
-            tuned.contrastive_seconds,
-            losses.join(", ")
-        )?;
-    }
     let probe_from =
         if tuned.contrastive_losses.is_empty() { "model's" } else { "contrastive stage's" };
     match (tuned.probe_val_loss, &validation) {
@@ -424,7 +447,7 @@ pub(super) fn run(args: &TrainArgs, ui: Ui) -> anyhow::Result<()> {
         _ => {
             sayln!("head started from a linear probe on the {probe_from} embeddings")?;
             sayln!(
-                "validation: none (`--val-fraction 0`): ran all {} epochs and kept the last",
+                "validation: none (`--val-fraction 0`): ran all {} epoch(s) and kept the last",
                 tuned.epochs.len()
             )?;
         }

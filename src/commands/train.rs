@@ -172,6 +172,14 @@ pub(super) fn check_flags(args: &TrainArgs) -> Result<(), UsageError> {
     if args.epochs() == 0 || args.batch_size() == 0 || args.hidden == Some(0) {
         return fail("`--epochs`, `--batch-size` and `--hidden` must be at least 1".into());
     }
+    let numbers = [
+        ("--lr", args.lr()),
+        ("--weight-decay", args.weight_decay()),
+        ("--max-grad-norm", args.max_grad_norm),
+    ];
+    if let Some((flag, value)) = numbers.iter().find(|(_, v)| !v.is_finite()) {
+        return fail(format!("`{flag}` must be a finite number, got {value}"));
+    }
     if args.lr() <= 0.0 || args.weight_decay() < 0.0 {
         return fail(format!(
             "`--lr` must be above 0 and `--weight-decay` at least 0, got {} and {}",
@@ -220,6 +228,15 @@ pub(super) fn run(args: &TrainArgs, ui: Ui) -> anyhow::Result<()> {
     }
     let name = head_name(args);
     let folder = crate::output::OutputFolder::claim(&args.output, META_FILE)?;
+    if args.output.join("model.safetensors").is_file() {
+        tracing::warn!(
+            "`{}` holds a model from an earlier run (`model.safetensors`): the new head is \
+             trained on `{}` and does not use it, and it stays in the folder; write the head to \
+             a folder of its own to avoid confusion",
+            args.output.display(),
+            args.model
+        );
+    }
     let kind = if args.multi_label { TaskKind::MultiLabel } else { TaskKind::SingleLabel };
 
     // Read and check the data before loading the model.
@@ -340,6 +357,12 @@ pub(super) fn run(args: &TrainArgs, ui: Ui) -> anyhow::Result<()> {
     )?;
     match &m.validation {
         Some(v) => say_validation(kind, v, m.labels.len())?,
+        None if args.val_fraction > 0.0 => sayln!(
+            "validation: none (at `--val-fraction {}` no label has enough rows to give one to \
+             validation): trained for all {} epochs on every row",
+            args.val_fraction,
+            fitted.epochs_run
+        )?,
         None => sayln!("validation: none (`--val-fraction 0`)")?,
     }
     sayln!("head written to {}", args.output.display())?;

@@ -36,8 +36,11 @@ pub enum FinetuneError {
     /// A tensor operation failed.
     #[error("a training computation failed")]
     Compute(#[from] candle_core::Error),
-    /// The exported folder could not be written.
-    #[error("cannot write `{path}`")]
+    /// A file of the exported folder could not be written.
+    #[error(transparent)]
+    Output(#[from] crate::output::OutputError),
+    /// The exported folder could not be made, or a file to copy into it read.
+    #[error("cannot make or read `{path}`")]
     Io {
         /// The file.
         path: std::path::PathBuf,
@@ -198,8 +201,6 @@ impl TrainableEncoder {
             move |source| FinetuneError::Io { path, source }
         };
         std::fs::create_dir_all(dir).map_err(io(dir))?;
-        let weights = dir.join("model.safetensors");
-        let tmp = dir.join(".model.safetensors.tmp");
         // The trained weights, plus whatever else the base checkpoint holds (BERT's pooler,
         // which mean pooling never uses, and buffers) unchanged, so that loaders that expect a
         // full checkpoint (transformers' BertModel under sentence-transformers) find every
@@ -212,8 +213,11 @@ impl TrainableEncoder {
             let name = name.strip_prefix("bert.").map_or(name.clone(), str::to_string);
             tensors.entry(name).or_insert(tensor);
         }
-        candle_core::safetensors::save(&tensors, &tmp)?;
-        std::fs::rename(&tmp, &weights).map_err(io(&weights))?;
+        let weights = dir.join("model.safetensors");
+        let bytes = safetensors::serialize(&tensors, None)
+            .map_err(|e| candle_core::Error::Msg(format!("serialising the weights: {e}")))?;
+        crate::output::write_bytes(&weights, &bytes)?;
+        drop(bytes);
         let source_dir = base.weights.parent().expect("a weights file has a folder");
         for file in [
             "config.json",
@@ -232,7 +236,10 @@ impl TrainableEncoder {
                 if let Some(parent) = to.parent() {
                     std::fs::create_dir_all(parent).map_err(io(parent))?;
                 }
-                std::fs::copy(&from, &to).map_err(io(&to))?;
+                // Read and written anew rather than copied: a copy would keep the cache's
+                // read-only mode, and the README invites editing `sentence_bert_config.json`.
+                let bytes = std::fs::read(&from).map_err(io(&from))?;
+                crate::output::write_bytes(&to, &bytes)?;
             }
         }
         Ok(())

@@ -98,7 +98,11 @@ impl TrainableEncoder {
         let dropout = Dropout::new(config.dropout, config.seed ^ 0x6472_6f70_6f75_7421);
         let contrastive_losses =
             self.contrastive_stage(train, config, &mut rng, &dropout, progress)?;
-        let contrastive_seconds = contrastive_started.elapsed().as_secs_f64();
+        let contrastive_seconds = if contrastive_losses.is_empty() {
+            0.0
+        } else {
+            contrastive_started.elapsed().as_secs_f64()
+        };
 
         // The head starts from a linear probe on the current embeddings.
         let (head_w, head_b, probe_val_loss) = self.probe(train, val, labels, config.seed)?;

@@ -31,10 +31,17 @@ pub const WEIGHTS_FILE: &str = "head.safetensors";
 pub const META_FILE: &str = "head.json";
 
 /// Whether the head folder `dir` carries its own encoder: a head written by
-/// `train --fine-tune`, whose folder is also a sentence-transformers model (`config.json` and
-/// `model.safetensors` beside `head.json`).
+/// `train --fine-tune` (its `head.json` has a `fine_tune` record), whose folder is also a
+/// sentence-transformers model (`config.json` and `model.safetensors` beside `head.json`).
+/// A frozen head later written into such a folder does not use the model files left there.
 pub fn has_own_encoder(dir: &Path) -> bool {
-    dir.join("model.safetensors").is_file() && dir.join("config.json").is_file()
+    let fine_tuned = || {
+        std::fs::read_to_string(dir.join(META_FILE))
+            .ok()
+            .and_then(|text| serde_json::from_str::<serde_json::Value>(&text).ok())
+            .is_some_and(|meta| meta.get("fine_tune").is_some_and(|r| !r.is_null()))
+    };
+    dir.join("model.safetensors").is_file() && dir.join("config.json").is_file() && fine_tuned()
 }
 
 /// Whether two paths name the same existing file or folder.
@@ -151,6 +158,15 @@ pub enum HeadError {
     DuplicateName {
         /// The name.
         name: String,
+    },
+    /// Training diverged: the trained weights give numbers no longer.
+    #[error(
+        "training diverged: the trained weights give outputs that are not numbers\nhint: lower \
+         `--lr` (it was {lr})"
+    )]
+    Diverged {
+        /// The learning rate of the run.
+        lr: f64,
     },
     /// Loading, running or saving the model failed.
     #[error(transparent)]

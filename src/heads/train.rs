@@ -127,6 +127,12 @@ pub fn fit(
         mlp = mlp::train(&all_data, None, &objective, &config, &mut |_| {})?.mlp;
         tracing::debug!(epochs = trained.best_epoch, rows = all.len(), "refitted on every row");
     }
+    // A learning rate too high sends the weights to infinity or NaN; such a head cannot be
+    // saved in a form anyone could read back.
+    let sample = &features[..features.len().min(64 * dimension)];
+    if probabilities(&mlp, data.kind, sample)?.iter().any(|p| !p.is_finite()) {
+        return Err(HeadError::Diverged { lr: options.mlp.lr });
+    }
     Ok(Fitted {
         epochs_run: trained.history.len(),
         best_epoch: trained.best_epoch,
