@@ -300,6 +300,21 @@ fn validation_figures_say_when_a_label_has_no_validation_row() {
     let meta: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(out.join("head.json")).unwrap()).unwrap();
     assert_eq!(meta["validation"]["labels_seen"], 2, "{}", meta["validation"]);
+    // A frozen head's folder is no model; the error says what it is.
+    habitlens(&cache)
+        .args(["embed", data.to_str().unwrap(), "--text-column", "text"])
+        .args([
+            "--model",
+            out.to_str().unwrap(),
+            "--output",
+            dir.path().join("e.npy").to_str().unwrap(),
+        ])
+        .assert()
+        .code(2)
+        .stderr(
+            predicate::str::contains("it is a head folder")
+                .and(predicate::str::contains("pass it as `--head`")),
+        );
 }
 
 #[test]

@@ -69,12 +69,15 @@ pub enum ModelError {
         revision: String,
     },
     /// A local model folder lacks a file.
-    #[error("model folder `{dir}` has no `{file}`")]
+    #[error("model folder `{dir}` has no `{file}`{hint}")]
     MissingFile {
         /// File name.
         file: String,
         /// The folder.
         dir: PathBuf,
+        /// What to do instead, when the folder is recognisably something else (a head), or
+        /// empty.
+        hint: String,
     },
     /// A configuration file cannot be read or parsed.
     #[error("cannot read `{path}`")]

@@ -115,7 +115,15 @@ impl ModelSource {
     pub fn required(&self, file: &str) -> Result<PathBuf, ModelError> {
         self.optional(file)?.ok_or_else(|| match &self.spec {
             ModelSpec::Local(dir) => {
-                ModelError::MissingFile { file: file.to_string(), dir: dir.clone() }
+                let hint = if dir.join(crate::heads::META_FILE).is_file() {
+                    "\nhint: it is a head folder, trained on frozen embeddings: pass it as \
+                     `--head` (to `classify`, `evaluate` or `analyze`), and `--model` the model \
+                     it was trained on"
+                        .to_string()
+                } else {
+                    String::new()
+                };
+                ModelError::MissingFile { file: file.to_string(), dir: dir.clone(), hint }
             }
             ModelSpec::Hub { id, revision } => ModelError::NotOnHub {
                 file: file.to_string(),
