@@ -278,9 +278,19 @@ impl OutputFolder {
     /// Fails when the folder, or its nearest existing parent, cannot be written.
     pub fn claim(dir: &Path, probe: &str) -> Result<Self, OutputError> {
         let dir = if dir.as_os_str().is_empty() { Path::new(".") } else { dir };
+        let io_err = |source| OutputError::Io { path: dir.join(probe), source };
+        let not_a_folder = |path: &Path| {
+            io_err(std::io::Error::new(
+                std::io::ErrorKind::NotADirectory,
+                format!("`{}` is not a folder", path.display()),
+            ))
+        };
         if dir.is_dir() {
             check_writable(&dir.join(probe))?;
             return Ok(Self { made: None, kept: false });
+        }
+        if dir.exists() {
+            return Err(not_a_folder(dir));
         }
         // The topmost missing folder, and the existing one above it.
         let mut top = dir.to_path_buf();
@@ -291,12 +301,8 @@ impl OutputFolder {
             Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
             _ => PathBuf::from("."),
         };
-        let io_err = |source| OutputError::Io { path: dir.join(probe), source };
         if !existing.is_dir() {
-            return Err(io_err(std::io::Error::new(
-                std::io::ErrorKind::NotADirectory,
-                format!("`{}` is not a folder", existing.display()),
-            )));
+            return Err(not_a_folder(&existing));
         }
         tempfile::Builder::new().prefix(".habitlens-").tempfile_in(&existing).map_err(io_err)?;
         Ok(Self { made: Some(top), kept: false })
@@ -354,6 +360,10 @@ mod tests {
         std::fs::write(new.join("earlier.txt"), "x").unwrap();
         drop(OutputFolder::claim(&new, "x.json").unwrap());
         assert!(new.join("earlier.txt").is_file(), "a folder that was there before was touched");
+        let file = new.join("earlier.txt");
+        assert!(OutputFolder::claim(&file, "x.json").is_err(), "a file is no folder");
+        assert!(OutputFolder::claim(&file.join("below"), "x.json").is_err());
+        assert!(file.is_file());
     }
 
     #[test]
