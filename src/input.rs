@@ -229,6 +229,8 @@ enum Inner {
         id: Option<usize>,
         extra: Vec<usize>,
         record: csv::ByteRecord,
+        /// Added to the csv crate's line numbers of data rows (see [`crlf_lag`]).
+        line_lag: u64,
     },
     Lines {
         reader: Box<dyn BufRead>,
@@ -288,7 +290,7 @@ impl Reader {
                     .delimiter(delimiter)
                     .has_headers(true)
                     .from_reader(raw);
-                let header_bytes = reader.byte_headers().map_err(|e| csv_error(&file, 0, e))?;
+                let header_bytes = reader.byte_headers().map_err(|e| csv_error(&file, 0, e, 0))?;
                 let headers: Vec<String> = header_bytes
                     .iter()
                     .map(|h| {
@@ -337,7 +339,9 @@ impl Reader {
                     .iter()
                     .map(|(c, flag)| find(c, flag))
                     .collect::<Result<Vec<_>, _>>()?;
-                Inner::Csv { reader, headers, text, id, extra, record: csv::ByteRecord::new() }
+                let line_lag = crlf_lag(&reader);
+                let record = csv::ByteRecord::new();
+                Inner::Csv { reader, headers, text, id, extra, record, line_lag }
             }
             Format::Jsonl | Format::Text => {
                 if format == Format::Text
@@ -375,12 +379,12 @@ impl Reader {
     fn next_record(&mut self) -> Result<Option<Record>, InputError> {
         let encoding = self.options.encoding;
         match &mut self.inner {
-            Inner::Csv { reader, headers, text, id, extra, record } => {
+            Inner::Csv { reader, headers, text, id, extra, record, line_lag } => {
                 let row = self.row + 1;
                 match reader.read_byte_record(record) {
                     Ok(false) => return Ok(None),
                     Ok(true) => {}
-                    Err(e) => return Err(csv_error(&self.file, row, e)),
+                    Err(e) => return Err(csv_error(&self.file, row, e, *line_lag)),
                 }
                 self.row = row;
                 let field = |index: usize| -> Result<String, InputError> {
@@ -499,8 +503,16 @@ fn list_columns(headers: &[String]) -> String {
     headers.iter().map(|h| format!("`{h}`")).collect::<Vec<_>>().join(", ")
 }
 
-fn csv_error(file: &str, row: usize, err: csv::Error) -> InputError {
-    let line = err.position().map_or(0, csv::Position::line);
+/// Lines by which the csv crate's line numbers of data rows fall short, read once the header
+/// is: with CRLF line endings it counts a record's `\n` only when it reads the next record
+/// (rust-csv issue 395), so every data row would be reported one line early. After the header
+/// the reader stands at line 2 unless that happened.
+pub(crate) fn crlf_lag<R: Read>(reader: &csv::Reader<R>) -> u64 {
+    u64::from(reader.position().line() < 2)
+}
+
+fn csv_error(file: &str, row: usize, err: csv::Error, line_lag: u64) -> InputError {
+    let line = err.position().map_or(0, |p| p.line() + line_lag);
     match err.into_kind() {
         csv::ErrorKind::Io(source) => InputError::Io { file: file.to_string(), source },
         csv::ErrorKind::UnequalLengths { expected_len, len, .. } => InputError::Malformed {
@@ -603,6 +615,19 @@ mod tests {
         let (_d, path) = write_temp("r.csv", b"id,text\n1,a\n2\n");
         let msg = read_all(&path, ReadOptions::default()).unwrap_err().to_string();
         assert!(msg.contains("row 2") && msg.contains("expected 2 fields"), "{msg}");
+    }
+
+    #[test]
+    fn a_bad_row_is_on_the_same_line_with_lf_and_crlf_endings() {
+        for (name, bytes) in [
+            ("lf.csv", &b"id,text\n1,a\n2,b\n3,c,extra\n4,d\n"[..]),
+            ("crlf.csv", &b"id,text\r\n1,a\r\n2,\"b\r\nb\"\r\n3,c,extra\r\n4,d\r\n"[..]),
+        ] {
+            let (_d, path) = write_temp(name, bytes);
+            let msg = read_all(&path, ReadOptions::default()).unwrap_err().to_string();
+            let line = if name == "lf.csv" { "line 4" } else { "line 5" };
+            assert!(msg.contains(&format!("row 3 ({line})")), "{name}: {msg}");
+        }
     }
 
     #[test]

@@ -66,7 +66,7 @@ impl Table {
             csv::ReaderBuilder::new().delimiter(delimiter).has_headers(true).from_reader(reader);
         let headers: Vec<String> = csv
             .headers()
-            .map_err(|e| csv_error(&file, 0, e, &[]))?
+            .map_err(|e| csv_error(&file, 0, e, &[], 0))?
             .iter()
             .map(|h| h.trim_start_matches('\u{feff}').trim().to_string())
             .collect();
@@ -82,11 +82,12 @@ impl Table {
         }
         let mut rows = Vec::new();
         let mut record = csv::StringRecord::new();
+        let lag = crate::input::crlf_lag(&csv);
         loop {
             match csv.read_record(&mut record) {
                 Ok(false) => break,
                 Ok(true) => rows.push(record.iter().map(str::to_string).collect()),
-                Err(e) => return Err(csv_error(&file, rows.len() + 1, e, &headers)),
+                Err(e) => return Err(csv_error(&file, rows.len() + 1, e, &headers, lag)),
             }
         }
         if rows.is_empty() {
@@ -159,8 +160,14 @@ pub fn list_columns(names: &[String]) -> String {
 }
 
 /// `headers` names the column of a bad field (empty while reading the header itself).
-fn csv_error(file: &str, row: usize, err: csv::Error, headers: &[String]) -> PurchaseError {
-    let line = err.position().map_or(0, csv::Position::line);
+fn csv_error(
+    file: &str,
+    row: usize,
+    err: csv::Error,
+    headers: &[String],
+    line_lag: u64,
+) -> PurchaseError {
+    let line = err.position().map_or(0, |p| p.line() + line_lag);
     match err.into_kind() {
         csv::ErrorKind::Io(source) => PurchaseError::Io { file: file.to_string(), source },
         csv::ErrorKind::UnequalLengths { expected_len, len, .. } => PurchaseError::Malformed {
@@ -199,6 +206,14 @@ mod tests {
 
     fn table(text: &str) -> Result<Table, PurchaseError> {
         Table::from_reader("t.csv".into(), text.as_bytes(), b',')
+    }
+
+    #[test]
+    fn a_bad_row_names_its_line_with_crlf_endings_too() {
+        for text in ["a,b\n1,2\n3,4,5\n", "a,b\r\n1,2\r\n3,4,5\r\n"] {
+            let msg = table(text).unwrap_err().to_string();
+            assert!(msg.contains("row 2 (line 3)"), "{text:?}: {msg}");
+        }
     }
 
     #[test]
