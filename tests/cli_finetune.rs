@@ -359,6 +359,20 @@ fn contrastive_without_a_label_pair_and_an_output_below_a_file_are_usage_errors(
         .stderr(predicates::str::contains("training diverged"))
         .stderr(predicates::str::contains("lower `--lr`"));
     assert!(!dir.path().join("made").exists(), "the failed run left folders it made");
+
+    // With a pair per label the stage runs, and says so per epoch on stderr.
+    let rows: Vec<Vec<String>> = hu_liu(4).into_iter().map(|(t, l)| vec![t, l]).collect();
+    let data = write_csv(&dir.path().join("four.csv"), &["text", "label"], &rows);
+    let (stdout, stderr) = run(
+        &dir.path().join("cache"),
+        &["train", &p(&data), "--label-column", "label", "--output", &p(&out), "--fine-tune"]
+            .into_iter()
+            .chain(["--contrastive", "--contrastive-epochs", "2", "--epochs", "1"])
+            .chain(["--val-fraction", "0", "--max-seq-length", "16"])
+            .collect::<Vec<_>>(),
+    );
+    assert!(stderr.contains("contrastive epoch 2/2: done"), "{stderr}");
+    assert!(stdout.contains("contrastive stage (before joint training): 2 epoch(s)"), "{stdout}");
     let file = dir.path().join("a-file");
     std::fs::write(&file, "x").unwrap();
     common::habitlens()

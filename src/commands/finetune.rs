@@ -165,11 +165,14 @@ pub(super) fn run(args: &TrainArgs, ui: Ui) -> anyhow::Result<()> {
              epoch runs"
         );
     }
+    // Texts the contrastive stage passes over each epoch: those of labels with a partner.
+    let mut contrastive_texts = 0;
     if args.contrastive {
         let mut per_label = vec![0usize; labels];
         for &i in &split.train {
             per_label[data.targets[i][0] as usize] += 1;
         }
+        contrastive_texts = per_label.iter().filter(|&&n| n >= 2).sum();
         if per_label.iter().all(|&n| n < 2) {
             let held_out =
                 if split.val.is_empty() { "" } else { " once the validation rows are held out" };
@@ -209,11 +212,34 @@ pub(super) fn run(args: &TrainArgs, ui: Ui) -> anyhow::Result<()> {
     );
 
     // Progress, per-epoch figures, and the time of the optimiser steps alone.
-    let first = if config.contrastive_epochs > 0 { "contrastive stage" } else { "epoch 1" };
-    let bar =
-        step_progress(ui, train_ids.len() * (config.epochs + config.contrastive_epochs), first);
+    let first = if config.contrastive_epochs > 0 { "contrastive epoch 1" } else { "epoch 1" };
+    let contrastive_total = contrastive_texts * config.contrastive_epochs;
+    let bar = step_progress(ui, contrastive_total + train_ids.len() * config.epochs, first);
     let progress_bar = bar.clone();
-    let mut progress = |n: usize| progress_bar.inc(n as u64);
+    let (mut done, stage_started) = (0usize, Instant::now());
+    let mut progress = |n: usize| {
+        progress_bar.inc(n as u64);
+        let before = done;
+        done += n;
+        // The contrastive stage has no figures of its own per epoch: say where it is.
+        if before < contrastive_total && contrastive_texts > 0 {
+            let epoch = done / contrastive_texts;
+            if epoch > before / contrastive_texts && ui.progress {
+                progress_bar.suspend(|| {
+                    eprintln!(
+                        "contrastive epoch {epoch}/{}: done, {:.1} s in the stage",
+                        config.contrastive_epochs,
+                        stage_started.elapsed().as_secs_f64()
+                    );
+                });
+                progress_bar.set_message(if epoch < config.contrastive_epochs {
+                    format!("contrastive epoch {}", epoch + 1)
+                } else {
+                    "epoch 1".to_string()
+                });
+            }
+        }
+    };
     let epoch_bar = bar.clone();
     let mut on_epoch = |e: &EpochReport| {
         tracing::info!(
