@@ -26,9 +26,23 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) if is_broken_pipe(&err) => ExitCode::SUCCESS,
         Err(err) => {
-            eprintln!("error: {err}");
-            for cause in err.chain().skip(1) {
-                eprintln!("  caused by: {cause}");
+            // Hints come last, after the whole chain of causes, whichever cause gave them.
+            let mut hints = Vec::new();
+            for (i, cause) in err.chain().enumerate() {
+                let text = cause.to_string();
+                let (what, hint) = match text.split_once("\nhint: ") {
+                    Some((what, hint)) => (what.to_string(), Some(hint.to_string())),
+                    None => (text, None),
+                };
+                if i == 0 {
+                    eprintln!("error: {what}");
+                } else {
+                    eprintln!("  caused by: {what}");
+                }
+                hints.extend(hint);
+            }
+            for hint in hints {
+                eprintln!("hint: {hint}");
             }
             ExitCode::from(habitlens::exit_code(&err))
         }

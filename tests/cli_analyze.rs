@@ -160,7 +160,14 @@ fn stdin_input_and_unknown_model_errors() {
         .assert()
         .code(2)
         .stderr(predicate::str::contains("`config.json` of model `nobody/no-such-model`"))
-        .stderr(predicate::str::contains("HF_HOME"));
+        .stderr(predicate::str::contains("HF_HOME"))
+        // The hint comes after every cause, not between them.
+        .stderr(predicate::function(|err: &str| {
+            let lines: Vec<&str> = err.lines().collect();
+            let hint = lines.iter().position(|l| l.starts_with("hint: "));
+            let last_cause = lines.iter().rposition(|l| l.starts_with("  caused by: "));
+            matches!((hint, last_cause), (Some(h), Some(c)) if h > c)
+        }));
 }
 
 /// `habitlens analyze ... | head -1`: a reader that goes away must not turn a finished run into a
