@@ -199,6 +199,10 @@ pub struct ReadOptions {
     /// Further columns every row must have, each with the flag that named it (for errors),
     /// returned in [`Record::extra`] in this order.
     pub extra_columns: Vec<(String, String)>,
+    /// JSONL: a list of strings in one of [`ReadOptions::extra_columns`] (multi-label labels)
+    /// is joined with this separator. `None`: a list there is an error, as it is in any other
+    /// field.
+    pub list_separator: Option<String>,
 }
 
 /// One input row.
@@ -466,7 +470,8 @@ fn json_record(
         row,
         problem: "expected a JSON object".to_string(),
     })?;
-    let field = |name: &str| -> Result<String, InputError> {
+    let field = |name: &str, separator: Option<&str>| -> Result<String, InputError> {
+        let bad = |problem: String| InputError::Json { file: file.to_string(), row, problem };
         match object.get(name) {
             None => Err(InputError::MissingField {
                 file: file.to_string(),
@@ -475,15 +480,44 @@ fn json_record(
             }),
             Some(serde_json::Value::Null) => Ok(String::new()),
             Some(serde_json::Value::String(s)) => Ok(s.clone()),
+            Some(serde_json::Value::Array(items)) => {
+                let Some(separator) = separator else {
+                    return Err(bad(format!(
+                        "field `{name}` is a list; only the labels of `--multi-label` training \
+                         and evaluation may be"
+                    )));
+                };
+                let labels: Option<Vec<&str>> = items.iter().map(|v| v.as_str()).collect();
+                let labels = labels.ok_or_else(|| {
+                    bad(format!("field `{name}` is a list of other than strings"))
+                })?;
+                if let Some(label) = labels.iter().find(|l| l.contains(separator)) {
+                    return Err(bad(format!(
+                        "field `{name}`: label `{label}` contains the label separator \
+                         `{separator}`"
+                    )));
+                }
+                Ok(labels.join(separator))
+            }
             Some(other) => Ok(other.to_string()),
         }
     };
     let text_field = options.text_column.as_deref().unwrap_or("text");
+    let list = options.list_separator.as_deref();
     Ok(Record {
         row,
-        id: options.id_column.as_deref().map(field).transpose()?.unwrap_or_else(|| row.to_string()),
-        text: field(text_field)?,
-        extra: options.extra_columns.iter().map(|(c, _)| field(c)).collect::<Result<_, _>>()?,
+        id: options
+            .id_column
+            .as_deref()
+            .map(|c| field(c, None))
+            .transpose()?
+            .unwrap_or_else(|| row.to_string()),
+        text: field(text_field, None)?,
+        extra: options
+            .extra_columns
+            .iter()
+            .map(|(c, _)| field(c, list))
+            .collect::<Result<_, _>>()?,
     })
 }
 
@@ -639,6 +673,28 @@ mod tests {
         let texts: Vec<_> = rows.iter().map(|r| r.text.as_str()).collect();
         assert_eq!(texts, ["one", "", "three"]);
         assert!(rows[1].is_blank());
+    }
+
+    #[test]
+    fn jsonl_label_lists_are_joined_for_multi_label_and_refused_elsewhere() {
+        let (_d, path) = write_temp(
+            "l.jsonl",
+            b"{\"text\":\"a\",\"tags\":[\"x\",\"y\"]}\n{\"text\":\"b\",\"tags\":\"x\"}\n",
+        );
+        let extra = vec![("tags".to_string(), "--label-column".to_string())];
+        let options = ReadOptions {
+            extra_columns: extra.clone(),
+            list_separator: Some(";".into()),
+            ..Default::default()
+        };
+        let rows = read_all(&path, options).unwrap();
+        assert_eq!((rows[0].extra[0].as_str(), rows[1].extra[0].as_str()), ("x;y", "x"));
+        let single = ReadOptions { extra_columns: extra, ..Default::default() };
+        let msg = read_all(&path, single).unwrap_err().to_string();
+        assert!(msg.contains("row 1") && msg.contains("field `tags` is a list"), "{msg}");
+        let (_d2, text_list) = write_temp("t.jsonl", b"{\"text\":[\"a\"]}\n");
+        let msg = read_all(&text_list, ReadOptions::default()).unwrap_err().to_string();
+        assert!(msg.contains("field `text` is a list"), "{msg}");
     }
 
     #[test]

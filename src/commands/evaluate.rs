@@ -69,7 +69,8 @@ pub(super) fn run(args: &EvaluateArgs, ui: Ui) -> anyhow::Result<()> {
         let label_column = args.label_column.clone().unwrap_or_else(|| meta.label_column.clone());
         let separator = meta.label_separator.clone().unwrap_or_else(|| ";".into());
 
-        let labelled = read_labelled(&input, &label_column)?;
+        let list = (meta.task == TaskKind::MultiLabel).then_some(separator.as_str());
+        let labelled = read_labelled(&input, &label_column, list)?;
         let total = labelled.rows.len();
         if total == 0 {
             return Err(HeadError::NoRows { file: labelled.file }.into());

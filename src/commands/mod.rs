@@ -57,6 +57,15 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
 
 /// Opens the input named by `args`, checking format and columns before any heavy work.
 fn open_input(args: &InputArgs, extra_columns: Vec<(String, String)>) -> anyhow::Result<Reader> {
+    open_input_with(args, extra_columns, None)
+}
+
+/// As [`open_input`], with lists in the extra JSONL fields joined by `list_separator`.
+fn open_input_with(
+    args: &InputArgs,
+    extra_columns: Vec<(String, String)>,
+    list_separator: Option<&str>,
+) -> anyhow::Result<Reader> {
     let delimiter = args
         .delimiter
         .map(|c| {
@@ -72,6 +81,7 @@ fn open_input(args: &InputArgs, extra_columns: Vec<(String, String)>) -> anyhow:
         text_column: args.text_column.clone(),
         id_column: args.id_column.clone(),
         extra_columns,
+        list_separator: list_separator.map(str::to_string),
     };
     Ok(Reader::open(&Source::from_arg(&args.input), options)?)
 }

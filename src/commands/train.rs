@@ -6,7 +6,7 @@ use std::time::Instant;
 use anyhow::Context;
 use sha2::{Digest, Sha256};
 
-use super::{Ui, UsageError, load_embedder, open_input, text_progress, warn_truncated};
+use super::{Ui, UsageError, load_embedder, text_progress, warn_truncated};
 use crate::cli::InputArgs;
 use crate::cli::heads::{CacheArgs, ClassWeights, TrainArgs};
 use crate::heads::cache::{EmbeddingCache, embed_cached, hex};
@@ -25,9 +25,15 @@ pub(super) struct LabelledFile {
     pub sha256: String,
 }
 
-/// Reads every row of `input` with its label cell from `label_column`.
-pub(super) fn read_labelled(input: &InputArgs, label_column: &str) -> anyhow::Result<LabelledFile> {
-    let reader = open_input(input, vec![(label_column.to_string(), "--label-column".into())])?;
+/// Reads every row of `input` with its label cell from `label_column`; for multi-label heads
+/// (`list_separator`), a JSONL list of labels is joined with the separator.
+pub(super) fn read_labelled(
+    input: &InputArgs,
+    label_column: &str,
+    list_separator: Option<&str>,
+) -> anyhow::Result<LabelledFile> {
+    let label = vec![(label_column.to_string(), "--label-column".into())];
+    let reader = super::open_input_with(input, label, list_separator)?;
     let file = reader.file_name().to_string();
     let text_column = match (&input.text_column, reader.headers()) {
         (Some(c), _) => c.clone(),
@@ -72,7 +78,8 @@ pub(super) fn read_checked(
     args: &TrainArgs,
     kind: TaskKind,
 ) -> anyhow::Result<(LabelledFile, LabelledData, usize)> {
-    let mut labelled = read_labelled(&args.input, &args.label_column)?;
+    let separator = (kind == TaskKind::MultiLabel).then_some(args.label_separator.as_str());
+    let mut labelled = read_labelled(&args.input, &args.label_column, separator)?;
     let rows = std::mem::take(&mut labelled.rows);
     let total = rows.len();
     let data =
