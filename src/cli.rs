@@ -33,10 +33,10 @@ pub struct GlobalArgs {
     /// Show debug logs (-v) or trace logs (-vv) on stderr; `RUST_LOG` overrides.
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
     pub verbose: u8,
-    /// Hide progress bars.
+    /// Hide progress bars and the per-epoch lines of fine-tuning.
     ///
-    /// Progress is also hidden when stderr is not a terminal and in verbose mode. Warnings and
-    /// errors are still printed.
+    /// Progress bars are also hidden when stderr is not a terminal and in verbose mode (which
+    /// logs each epoch instead). Warnings and errors are still printed.
     #[arg(short, long, global = true)]
     pub quiet: bool,
     /// Number of CPU threads for the encoder; all cores by default.
