@@ -28,7 +28,7 @@ use crate::heads::labels::TaskKind;
 use crate::heads::split::stratified;
 use crate::heads::train::{figures, probabilities, tune_thresholds};
 use crate::heads::{FORMAT_VERSION, Head, META_FILE};
-use crate::mlp::{self, Mlp, MlpConfig};
+use crate::mlp::{Mlp, MlpConfig};
 use crate::model::{ModelFiles, ModelInfo, ModelSource, ModelSpec};
 
 /// File of the output folder holding embeddings of a few validation texts as the training run
@@ -168,12 +168,9 @@ pub(super) fn run(args: &TrainArgs, ui: Ui) -> anyhow::Result<()> {
     // Texts the contrastive stage passes over each epoch: those of labels with a partner.
     let mut contrastive_texts = 0;
     if args.contrastive {
-        let mut per_label = vec![0usize; labels];
-        for &i in &split.train {
-            per_label[data.targets[i][0] as usize] += 1;
-        }
-        contrastive_texts = per_label.iter().filter(|&&n| n >= 2).sum();
-        if per_label.iter().all(|&n| n < 2) {
+        let classes: Vec<u32> = split.train.iter().map(|&i| data.targets[i][0]).collect();
+        contrastive_texts = crate::finetune::contrastive::paired_texts(&classes);
+        if contrastive_texts == 0 {
             let held_out =
                 if split.val.is_empty() { "" } else { " once the validation rows are held out" };
             return Err(UsageError(format!(
@@ -296,10 +293,7 @@ pub(super) fn run(args: &TrainArgs, ui: Ui) -> anyhow::Result<()> {
                 tune_thresholds(&probs, labels, &data.target_matrix(&split.val))
             }
         };
-        let val_targets = match &val_t {
-            Targets::Single(c) => mlp::Targets::Classes(c.clone()),
-            Targets::Multi(m) => mlp::Targets::Matrix { values: m.clone(), width: labels },
-        };
+        let val_targets = val_t.to_mlp(labels);
         let best_loss = match tuned.best_epoch {
             0 => tuned.probe_val_loss,
             e => tuned.epochs[e - 1].val_loss,

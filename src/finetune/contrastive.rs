@@ -51,6 +51,16 @@ pub fn batches(classes: &[u32], batch_size: usize, rng: &mut SplitMix) -> Vec<Ve
     out
 }
 
+/// Texts that [`batches`] places in each epoch: those of labels with two or more texts.
+pub fn paired_texts(classes: &[u32]) -> usize {
+    let labels = classes.iter().copied().max().map_or(0, |m| m as usize + 1);
+    let mut per_label = vec![0usize; labels];
+    for &c in classes {
+        per_label[c as usize] += 1;
+    }
+    per_label.into_iter().filter(|&n| n >= 2).sum()
+}
+
 /// Supervised contrastive loss of a batch: `embeddings` (batch, dimension), L2-normalised, and
 /// the class of each row. For each row with at least one same-class partner, the mean over its
 /// partners of −log softmax (over all other rows) of cosine / [`TEMPERATURE`]; averaged over

@@ -302,6 +302,14 @@ pub enum Targets {
 }
 
 impl Targets {
+    /// The same targets in the form the head trainer ([`crate::mlp`]) takes.
+    pub fn to_mlp(&self, labels: usize) -> crate::mlp::Targets {
+        match self {
+            Self::Single(c) => crate::mlp::Targets::Classes(c.clone()),
+            Self::Multi(m) => crate::mlp::Targets::Matrix { values: m.clone(), width: labels },
+        }
+    }
+
     fn select(&self, idx: &[usize], labels: usize, device: &Device) -> candle_core::Result<Tensor> {
         match self {
             Self::Single(classes) => {

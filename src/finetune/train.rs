@@ -50,13 +50,6 @@ fn logits(pooled: &Tensor, head: (&Var, &Var)) -> candle_core::Result<Tensor> {
     pooled.matmul(&head.0.as_tensor().t()?)?.broadcast_add(head.1.as_tensor())
 }
 
-fn probe_targets(targets: &Targets, labels: usize) -> mlp::Targets {
-    match targets {
-        Targets::Single(c) => mlp::Targets::Classes(c.clone()),
-        Targets::Multi(m) => mlp::Targets::Matrix { values: m.clone(), width: labels },
-    }
-}
-
 impl TrainableEncoder {
     /// Trains the encoder and a linear head together on `train`, validating on `val` after each
     /// epoch and keeping the weights of the epoch with the lowest validation loss (stopping
@@ -123,7 +116,9 @@ impl TrainableEncoder {
         let snapshot = |vars: &[Var]| -> candle_core::Result<Vec<Tensor>> {
             vars.iter().map(|v| v.as_tensor().copy()).collect()
         };
-        let mut best = (probe_val_loss.unwrap_or(f64::NAN), 0usize, snapshot(&all)?);
+        // Without validation nothing is compared, and the last epoch is kept after the loop.
+        let probe_snapshot = if validate { snapshot(&all)? } else { Vec::new() };
+        let mut best = (probe_val_loss.unwrap_or(f64::NAN), 0usize, probe_snapshot);
         let mut reports = Vec::new();
         let mut order: Vec<usize> = (0..train.0.len()).collect();
 
@@ -157,14 +152,8 @@ impl TrainableEncoder {
             };
             on_epoch(&report);
             reports.push(report);
-            // A probe whose validation loss could not be computed (NaN) loses to any epoch;
-            // without validation the last epoch is kept.
-            let Some(val_loss) = val_loss else {
-                if epoch == config.epochs {
-                    best = (f64::NAN, epoch, Vec::new());
-                }
-                continue;
-            };
+            // A probe whose validation loss could not be computed (NaN) loses to any epoch.
+            let Some(val_loss) = val_loss else { continue };
             if val_loss < best.0 || best.0.is_nan() {
                 best = (val_loss, epoch, snapshot(&all)?);
             } else if epoch - best.1 >= config.patience {
@@ -173,7 +162,10 @@ impl TrainableEncoder {
             }
         }
 
-        // An empty snapshot: the weights as they are now (the last epoch) are the ones kept.
+        if !validate {
+            best.1 = reports.len();
+        }
+        // An empty snapshot (no validation): the weights as they are now, the last epoch's, stay.
         let (_, best_epoch, snapshot) = best;
         for (var, saved) in all.iter().zip(&snapshot) {
             var.set(saved)?;
@@ -263,7 +255,7 @@ impl TrainableEncoder {
     ) -> Result<(Tensor, Tensor, Option<f64>), FinetuneError> {
         let dim = self.info.dimension;
         let (train_x, val_x) = (self.embed(train.0)?, self.embed(val.0)?);
-        let (train_t, val_t) = (probe_targets(train.1, labels), probe_targets(val.1, labels));
+        let (train_t, val_t) = (train.1.to_mlp(labels), val.1.to_mlp(labels));
         let objective = match train.1 {
             Targets::Single(_) => Objective::Softmax { class_weights: None },
             Targets::Multi(_) => Objective::Sigmoid { pos_weights: None },
