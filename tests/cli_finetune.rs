@@ -390,43 +390,59 @@ fn with_validation_the_kept_epoch_is_the_one_that_validated_best() {
     let cache = dir.path().join("cache");
     let rows: Vec<Vec<String>> = hu_liu(8).into_iter().map(|(t, l)| vec![t, l]).collect();
     let data = write_csv(&dir.path().join("few.csv"), &["text", "label"], &rows);
-    let out = dir.path().join("ft");
-    let (stdout, stderr) = run(
-        &cache,
-        &[
-            "train",
-            &p(&data),
-            "--label-column",
-            "label",
-            "--output",
-            &p(&out),
-            "--fine-tune",
-            "--epochs",
-            "2",
-            "--patience",
-            "2",
-            "--max-seq-length",
-            "24",
-        ],
-    );
-    assert!(stdout.contains("split: 14 training rows, 2 validation rows"), "{stdout}");
-    assert!(stdout.contains("embeddings of 2 validation text(s), lowest cosine 1.0"), "{stdout}");
-    assert!(stdout.contains("validation: accuracy"), "{stdout}");
-    assert!(!stderr.contains("validation loss -"), "{stderr}");
-    let meta: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(out.join("head.json")).unwrap()).unwrap();
-    let probe = meta["fine_tune"]["probe_val_loss"].as_f64().expect("the probe is validated");
-    let losses: Vec<f64> = meta["fine_tune"]["epochs"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["val_loss"].as_f64().expect("every epoch is validated"))
-        .collect();
-    assert_eq!(losses.len(), 2, "patience 2 runs both epochs");
-    // Epoch 0 is the probe; the kept epoch has the lowest validation loss of all.
-    let all: Vec<f64> = std::iter::once(probe).chain(losses).collect();
-    let best = (0..all.len()).min_by(|&a, &b| all[a].total_cmp(&all[b])).unwrap();
-    assert_eq!(meta["training"]["best_epoch"], best, "{all:?}");
-    let kept = meta["validation"]["loss"].as_f64().expect("validation figures");
-    assert!((kept - all[best]).abs() < 1e-9, "{kept} vs {all:?}");
+    for select in ["loss", "score"] {
+        let out = dir.path().join(format!("ft-{select}"));
+        let (stdout, stderr) = run(
+            &cache,
+            &[
+                "train",
+                &p(&data),
+                "--label-column",
+                "label",
+                "--output",
+                &p(&out),
+                "--fine-tune",
+                "--epochs",
+                "2",
+                "--patience",
+                "2",
+                "--max-seq-length",
+                "24",
+                "--select-by",
+                select,
+            ],
+        );
+        assert!(stdout.contains("split: 14 training rows, 2 validation rows"), "{stdout}");
+        assert!(stdout.contains("embeddings of 2 validation text(s), lowest cosine 1.0"));
+        assert!(stdout.contains("validation: accuracy"), "{stdout}");
+        let figure = if select == "loss" { "loss" } else { "accuracy" };
+        assert!(stdout.contains(&format!("probe on the model's embeddings: validation {figure}")));
+        assert!(!stderr.contains("validation loss -"), "{stderr}");
+        assert!(!stderr.contains("accuracy -"), "{stderr}");
+        let meta: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(out.join("head.json")).unwrap()).unwrap();
+        let ft = &meta["fine_tune"];
+        assert_eq!(ft["settings"]["select_by"], select);
+        // Epoch 0 is the probe; each entry is (loss, score).
+        let figures = |e: &serde_json::Value, prefix: &str| -> (f64, f64) {
+            let get = |k: &str| e[format!("{prefix}{k}")].as_f64().expect("validated");
+            (get("val_loss"), get("val_score"))
+        };
+        let mut all = vec![figures(ft, "probe_")];
+        all.extend(ft["epochs"].as_array().unwrap().iter().map(|e| figures(e, "")));
+        assert_eq!(all.len(), 3, "patience 2 runs both epochs");
+        assert!(all.iter().all(|f| (0.0..=1.0).contains(&f.1)), "{all:?}");
+        let best = if select == "loss" {
+            (0..all.len()).min_by(|&a, &b| all[a].0.total_cmp(&all[b].0))
+        } else {
+            (0..all.len())
+                .max_by(|&a, &b| all[a].1.total_cmp(&all[b].1).then(all[b].0.total_cmp(&all[a].0)))
+        }
+        .unwrap();
+        assert_eq!(meta["training"]["best_epoch"], best, "{select}: {all:?}");
+        let kept = meta["validation"]["loss"].as_f64().expect("validation figures");
+        assert!((kept - all[best].0).abs() < 1e-9, "{kept} vs {all:?}");
+        let accuracy = meta["validation"]["accuracy"].as_f64().expect("validation accuracy");
+        assert!((accuracy - all[best].1).abs() < 1e-9, "{accuracy} vs {all:?}");
+    }
 }

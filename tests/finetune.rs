@@ -220,6 +220,69 @@ fn finetune_loop_lowers_validation_loss_and_is_reproducible() {
 }
 
 #[test]
+fn selecting_by_score_keeps_the_most_accurate_epoch_and_scores_it_truly() {
+    use habitlens::finetune::{FinetuneConfig, Selection, Targets};
+    let (texts, labels) = sample();
+    let ids = token_ids(&texts);
+    let pick = |keep: &dyn Fn(usize) -> bool| -> (Vec<Vec<u32>>, Vec<u32>) {
+        (0..texts.len()).filter(|&i| keep(i % 8)).map(|i| (ids[i].clone(), labels[i])).unzip()
+    };
+    let (train_ids, train_y) = pick(&|k| k < 6);
+    let (val_ids, val_y) = pick(&|k| k >= 6);
+    let config = FinetuneConfig {
+        epochs: 3,
+        lr: 1e-4,
+        batch_size: 4,
+        patience: 3,
+        select_by: Selection::Score,
+        ..Default::default()
+    };
+    let files = ModelFiles::resolve(&common::default_source()).unwrap();
+    let tuned = TrainableEncoder::load(&files, &Device::Cpu)
+        .unwrap()
+        .finetune(
+            (&train_ids, &Targets::Single(train_y)),
+            (&val_ids, &Targets::Single(val_y.clone())),
+            2,
+            &config,
+            &mut |_| {},
+            &mut |_| {},
+        )
+        .unwrap();
+    // (score, loss) of the probe (epoch 0) and of each epoch.
+    let mut figures = vec![(tuned.probe_val_score.unwrap(), tuned.probe_val_loss.unwrap())];
+    figures.extend(tuned.epochs.iter().map(|e| (e.val_score.unwrap(), e.val_loss.unwrap())));
+    assert!(figures.iter().all(|&(s, _)| (0.0..=1.0).contains(&s)), "{figures:?}");
+    // The highest score wins; among equal scores, the lowest loss.
+    let best = (0..figures.len())
+        .max_by(|&a, &b| {
+            let (fa, fb) = (figures[a], figures[b]);
+            fa.0.total_cmp(&fb.0).then(fb.1.total_cmp(&fa.1))
+        })
+        .unwrap();
+    assert_eq!(tuned.best_epoch, best, "{figures:?}");
+    // On this sample the lowest loss is elsewhere, so selecting by loss would fail the above.
+    let lowest_loss =
+        (0..figures.len()).min_by(|&a, &b| figures[a].1.total_cmp(&figures[b].1)).unwrap();
+    assert_ne!(lowest_loss, best, "the sample no longer tells the two selections apart");
+    // The kept epoch's score is the accuracy of the kept encoder and head on the validation
+    // texts.
+    let x = tuned.encoder.embed(&val_ids).unwrap();
+    let correct = (0..val_ids.len())
+        .filter(|&i| {
+            let row = &x[i * 384..(i + 1) * 384];
+            let logit = |c: usize| -> f32 {
+                let w = &tuned.head_weight[c * 384..(c + 1) * 384];
+                row.iter().zip(w).map(|(a, b)| a * b).sum::<f32>() + tuned.head_bias[c]
+            };
+            u32::from(logit(1) > logit(0)) == val_y[i]
+        })
+        .count();
+    let accuracy = correct as f64 / val_ids.len() as f64;
+    assert!((figures[best].0 - accuracy).abs() < 1e-12, "{} vs {accuracy}", figures[best].0);
+}
+
+#[test]
 fn contrastive_stage_lowers_its_loss_and_refuses_multi_label() {
     use habitlens::finetune::{FinetuneConfig, Targets};
     let (texts, labels) = sample();

@@ -31,6 +31,24 @@ pub enum ClassWeights {
     Balanced,
 }
 
+/// Values of `--select-by`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum SelectBy {
+    /// The lowest validation loss.
+    Loss,
+    /// The highest validation accuracy (micro-F1 for multi-label heads).
+    Score,
+}
+
+impl From<SelectBy> for crate::finetune::Selection {
+    fn from(value: SelectBy) -> Self {
+        match value {
+            SelectBy::Loss => Self::Loss,
+            SelectBy::Score => Self::Score,
+        }
+    }
+}
+
 /// Arguments of `habitlens train`.
 #[derive(Debug, Args)]
 pub struct TrainArgs {
@@ -77,8 +95,8 @@ pub struct TrainArgs {
     /// stops falling (see `--patience`). Default: 200, or 3 with `--fine-tune`.
     #[arg(long, value_name = "N", help_heading = "Training")]
     pub epochs: Option<usize>,
-    /// Epochs without a lower validation loss before stopping. Default: 10, or 2 with
-    /// `--fine-tune`.
+    /// Epochs without a lower validation loss (with `--fine-tune`, a better `--select-by`
+    /// figure) before stopping. Default: 10, or 2 with `--fine-tune`.
     #[arg(long, value_name = "N", help_heading = "Training")]
     pub patience: Option<usize>,
     /// AdamW learning rate (with `--fine-tune`, the peak after the warm-up). Default: 1e-3,
@@ -129,7 +147,8 @@ pub struct TrainArgs {
     ///
     /// Cross-entropy (binary cross-entropy with `--multi-label`), AdamW, linear warm-up then
     /// linear decay of the learning rate, gradient clipping, validation each epoch with early
-    /// stopping; the encoder of the epoch with the lowest validation loss is kept. The head
+    /// stopping; the encoder of the epoch with the best validation figure (`--select-by`) is
+    /// kept. The head
     /// starts from a linear probe: a linear head fitted on the model's embeddings before the
     /// encoder moves.
     #[arg(long, help_heading = "Fine-tuning")]
@@ -167,6 +186,19 @@ pub struct TrainArgs {
         help_heading = "Fine-tuning"
     )]
     pub warmup_fraction: f64,
+    /// The validation figure that picks the epoch to keep and drives `--patience`: `loss`, or
+    /// `score` (accuracy, or micro-F1 at a 0.5 cut-off with `--multi-label`; ties go to the
+    /// lower loss). Fine-tuning can raise the loss on the texts a model gets wrong while it
+    /// gets more of them right.
+    #[arg(
+        long,
+        value_enum,
+        value_name = "FIGURE",
+        default_value_t = SelectBy::Loss,
+        requires = "fine_tune",
+        help_heading = "Fine-tuning"
+    )]
+    pub select_by: SelectBy,
     /// Gradients are rescaled so their global L2 norm is at most this.
     #[arg(
         long,

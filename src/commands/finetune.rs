@@ -22,7 +22,7 @@ use tokenizers::{Tokenizer, TruncationParams};
 use super::train::{head_name, read_checked};
 use super::{Ui, UsageError, warn_truncated};
 use crate::cli::heads::TrainArgs;
-use crate::finetune::{EpochReport, FinetuneConfig, Targets, TrainableEncoder};
+use crate::finetune::{EpochReport, FinetuneConfig, Selection, Targets, TrainableEncoder};
 use crate::heads::format::{BaseModel, FineTuneRecord, HeadMeta, TrainingSettings};
 use crate::heads::labels::TaskKind;
 use crate::heads::split::stratified;
@@ -50,6 +50,14 @@ fn cosine(a: &[f32], b: &[f32]) -> f64 {
     let dot: f64 = a.iter().zip(b).map(|(x, y)| f64::from(*x) * f64::from(*y)).sum();
     let norm = |v: &[f32]| v.iter().map(|x| f64::from(*x).powi(2)).sum::<f64>().sqrt();
     dot / (norm(a) * norm(b)).max(f64::MIN_POSITIVE)
+}
+
+/// What the validation score is for `kind` (see [`EpochReport::val_score`]).
+fn score_name(kind: TaskKind) -> &'static str {
+    match kind {
+        TaskKind::SingleLabel => "accuracy",
+        TaskKind::MultiLabel => "micro-F1 at 0.5",
+    }
 }
 
 fn step_progress(ui: Ui, texts: usize, first: &str) -> ProgressBar {
@@ -195,6 +203,7 @@ pub(super) fn run(args: &TrainArgs, ui: Ui) -> anyhow::Result<()> {
         seed: args.seed,
         contrastive_epochs: if args.contrastive { args.contrastive_epochs } else { 0 },
         dropout: args.dropout,
+        select_by: args.select_by.into(),
     };
     let device = Device::Cpu;
     let encoder = TrainableEncoder::load(&files, &device)
@@ -243,17 +252,20 @@ pub(super) fn run(args: &TrainArgs, ui: Ui) -> anyhow::Result<()> {
             epoch = e.epoch,
             train_loss = format!("{:.4}", e.train_loss),
             val_loss = e.val_loss.map(|l| format!("{l:.4}")),
+            val_score = e.val_score.map(|l| format!("{l:.4}")),
             seconds = format!("{:.1}", e.seconds),
             "epoch"
         );
         if ui.progress {
             epoch_bar.suspend(|| {
                 eprintln!(
-                    "epoch {}/{}: train loss {:.4}, validation loss {}, {:.1} s",
+                    "epoch {}/{}: train loss {:.4}, validation loss {}, {} {}, {:.1} s",
                     e.epoch,
                     config.epochs,
                     e.train_loss,
                     e.val_loss.map_or("-".into(), |l| format!("{l:.4}")),
+                    score_name(kind),
+                    e.val_score.map_or("-".into(), |l| format!("{l:.4}")),
                     e.seconds
                 );
             });
@@ -368,6 +380,7 @@ pub(super) fn run(args: &TrainArgs, ui: Ui) -> anyhow::Result<()> {
             steps,
             seconds_per_step: step_seconds / steps.max(1) as f64,
             probe_val_loss: tuned.probe_val_loss,
+            probe_val_score: tuned.probe_val_score,
             contrastive_losses: tuned.contrastive_losses.clone(),
             contrastive_seconds: tuned.contrastive_seconds,
         }),
@@ -453,13 +466,23 @@ pub(super) fn run(args: &TrainArgs, ui: Ui) -> anyhow::Result<()> {
     )?;
     let probe_from =
         if tuned.contrastive_losses.is_empty() { "model's" } else { "contrastive stage's" };
-    match (tuned.probe_val_loss, &validation) {
-        (Some(probe), Some(v)) => {
-            let best_joint =
-                tuned.epochs.iter().filter_map(|e| e.val_loss).fold(f64::INFINITY, f64::min);
+    match (tuned.probe_val_loss, tuned.probe_val_score, &validation) {
+        (Some(probe), Some(probe_score), Some(v)) => {
+            let (figure, probe, best_joint) = match config.select_by {
+                Selection::Loss => (
+                    "loss",
+                    probe,
+                    tuned.epochs.iter().filter_map(|e| e.val_loss).fold(f64::INFINITY, f64::min),
+                ),
+                Selection::Score => (
+                    score_name(kind),
+                    probe_score,
+                    tuned.epochs.iter().filter_map(|e| e.val_score).fold(0.0, f64::max),
+                ),
+            };
             sayln!(
                 "head started from a linear probe on the {probe_from} embeddings: validation \
-                 loss {probe:.4}; best epoch of joint training {best_joint:.4}; kept the {}",
+                 {figure} {probe:.4}; best epoch of joint training {best_joint:.4}; kept the {}",
                 if tuned.best_epoch == 0 { "probe" } else { "fine-tuned encoder and head" }
             )?;
             super::train::say_validation(kind, v, labels)?;

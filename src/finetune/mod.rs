@@ -262,7 +262,7 @@ pub struct FinetuneConfig {
     pub batch_size: usize,
     /// Gradients are rescaled so their global L2 norm is at most this.
     pub max_grad_norm: f64,
-    /// Epochs without a better validation loss before stopping.
+    /// Epochs without a better validation figure (see `select_by`) before stopping.
     pub patience: usize,
     /// Seed of the shuffling, the contrastive batches, the linear probe and dropout.
     pub seed: u64,
@@ -273,6 +273,22 @@ pub struct FinetuneConfig {
     /// weights); BERT checkpoints are trained with 0.1.
     #[serde(default)]
     pub dropout: f32,
+    /// Which validation figure picks the epoch to keep and drives early stopping.
+    #[serde(default)]
+    pub select_by: Selection,
+}
+
+/// The validation figure that picks the epoch whose weights are kept.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Selection {
+    /// The lowest validation loss.
+    #[default]
+    Loss,
+    /// The highest validation score (see [`EpochReport::val_score`]); among equal scores, the
+    /// lower loss. Fine-tuning can sharpen a model's confidence, raising the loss on the
+    /// texts it gets wrong, while it gets more of them right.
+    Score,
 }
 
 impl Default for FinetuneConfig {
@@ -288,6 +304,7 @@ impl Default for FinetuneConfig {
             seed: 42,
             contrastive_epochs: 0,
             dropout: 0.1,
+            select_by: Selection::Loss,
         }
     }
 }
@@ -337,6 +354,10 @@ pub struct EpochReport {
     /// Loss on the validation texts after the epoch; `None` when training ran without
     /// validation.
     pub val_loss: Option<f64>,
+    /// Validation score after the epoch: accuracy for single-label targets, micro-F1 at a
+    /// probability cut-off of 0.5 for multi-label ones; `None` without validation.
+    #[serde(default)]
+    pub val_score: Option<f64>,
     /// Seconds the epoch took (training and validation).
     pub seconds: f64,
     /// Optimiser steps of the epoch.
@@ -357,13 +378,16 @@ pub struct Finetuned {
     pub head_bias: Vec<f32>,
     /// Per-epoch figures.
     pub epochs: Vec<EpochReport>,
-    /// The epoch whose weights were kept (lowest validation loss, or the last without
-    /// validation); 0 when no epoch of joint training beat the linear probe on the encoder as it
+    /// The epoch whose weights were kept (best by [`FinetuneConfig::select_by`], or the last
+    /// without validation); 0 when no epoch of joint training beat the linear probe on the encoder as it
     /// was before.
     pub best_epoch: usize,
     /// Validation loss of the linear probe the head started from, before the encoder moved;
     /// `None` without validation.
     pub probe_val_loss: Option<f64>,
+    /// Validation score (as [`EpochReport::val_score`]) of that probe; `None` without
+    /// validation.
+    pub probe_val_score: Option<f64>,
     /// Mean loss of each epoch of the contrastive stage, if it ran.
     pub contrastive_losses: Vec<f64>,
     /// Seconds the contrastive stage took (0 when it did not run).

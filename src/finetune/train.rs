@@ -8,11 +8,14 @@
 //! learning rates that suit the encoder (around 5e-5) it would take many epochs to grow, while
 //! its near-random gradients pull the encoder's features about in the meantime.
 
-use candle_core::{Tensor, Var};
+use candle_core::{D, Tensor, Var};
 
 use super::contrastive;
 use super::optim::Optimiser;
-use super::{EpochReport, FinetuneConfig, FinetuneError, Finetuned, Targets, TrainableEncoder};
+use super::{
+    EpochReport, FinetuneConfig, FinetuneError, Finetuned, Selection, Targets, TrainableEncoder,
+};
+use crate::metrics::{binary::Counts, classes::ConfusionMatrix};
 use crate::mlp::{self, MlpConfig, Objective};
 use crate::model::{Dropout, l2_normalize};
 use crate::rng::SplitMix;
@@ -50,10 +53,52 @@ fn logits(pooled: &Tensor, head: (&Var, &Var)) -> candle_core::Result<Tensor> {
     pooled.matmul(&head.0.as_tensor().t()?)?.broadcast_add(head.1.as_tensor())
 }
 
+/// Validation figures of an encoder and head.
+#[derive(Debug, Clone, Copy)]
+struct Checked {
+    loss: f64,
+    /// Accuracy, or micro-F1 at a cut-off of 0.5.
+    score: f64,
+}
+
+impl Checked {
+    /// Figures that lose to any others (a probe whose loss could not be computed).
+    const UNKNOWN: Self = Self { loss: f64::NAN, score: f64::NAN };
+
+    /// Whether `self` is better than `other` by `select`; anything beats figures that are NaN.
+    fn beats(&self, other: &Self, select: Selection) -> bool {
+        match select {
+            Selection::Loss => self.loss < other.loss || other.loss.is_nan(),
+            Selection::Score => {
+                self.score > other.score
+                    || (self.score == other.score && self.loss < other.loss)
+                    || other.score.is_nan()
+            }
+        }
+    }
+}
+
+/// Accuracy of `logits` (rows × labels) against single-label `targets`, or micro-F1 of
+/// `logits ≥ 0` (probability 0.5) against multi-label ones.
+fn score(logits: &Tensor, targets: &Targets, labels: usize) -> candle_core::Result<f64> {
+    Ok(match targets {
+        Targets::Single(classes) => {
+            let predicted = logits.argmax(D::Minus1)?.to_vec1::<u32>()?;
+            ConfusionMatrix::new(classes, &predicted, labels).accuracy()
+        }
+        Targets::Multi(hot) => {
+            let logits = logits.flatten_all()?.to_vec1::<f32>()?;
+            let positives: Vec<bool> = hot.iter().map(|&t| t > 0.5).collect();
+            Counts::at(&logits, &positives, 0.0).f1()
+        }
+    })
+}
+
 impl TrainableEncoder {
     /// Trains the encoder and a linear head together on `train`, validating on `val` after each
-    /// epoch and keeping the weights of the epoch with the lowest validation loss (stopping
-    /// after `patience` epochs without improvement). Epoch 0, the linear probe on the encoder
+    /// epoch and keeping the weights of the epoch with the best validation figure
+    /// ([`FinetuneConfig::select_by`]: the lowest loss, or the highest score), stopping after
+    /// `patience` epochs without improvement. Epoch 0, the linear probe on the encoder
     /// as joint training found it (after the contrastive stage, if any), competes too, so a run
     /// that only overfits keeps that encoder.
     ///
@@ -98,10 +143,15 @@ impl TrainableEncoder {
         };
 
         // The head starts from a linear probe on the current embeddings.
-        let (head_w, head_b, probe_val_loss) = self.probe(train, val, labels, config.seed)?;
-        tracing::debug!(probe_val_loss, "linear probe fitted");
+        let (head_w, head_b, val_x) = self.probe(train, val, labels, config.seed)?;
         let head_w = Var::from_tensor(&head_w)?;
         let head_b = Var::from_tensor(&head_b)?;
+        let probe_checked = if validate {
+            Some(self.check(&val_x, val.1, labels, (&head_w, &head_b))?)
+        } else {
+            None
+        };
+        tracing::debug!(?probe_checked, "linear probe fitted");
         let mut opt = self.optimiser(&[head_w.clone(), head_b.clone()], config)?;
         let mut all = self.vars();
         all.extend([head_w.clone(), head_b.clone()]);
@@ -118,7 +168,7 @@ impl TrainableEncoder {
         };
         // Without validation nothing is compared, and the last epoch is kept after the loop.
         let probe_snapshot = if validate { snapshot(&all)? } else { Vec::new() };
-        let mut best = (probe_val_loss.unwrap_or(f64::NAN), 0usize, probe_snapshot);
+        let mut best = (probe_checked.unwrap_or(Checked::UNKNOWN), 0usize, probe_snapshot);
         let mut reports = Vec::new();
         let mut order: Vec<usize> = (0..train.0.len()).collect();
 
@@ -140,12 +190,17 @@ impl TrainableEncoder {
                 progress(batch.len());
             }
 
-            let val_loss =
-                if validate { Some(self.val_loss(val, labels, (&head_w, &head_b))?) } else { None };
+            let checked = if validate {
+                let x = self.embed_tensor(val.0)?;
+                Some(self.check(&x, val.1, labels, (&head_w, &head_b))?)
+            } else {
+                None
+            };
             let report = EpochReport {
                 epoch,
                 train_loss: train_loss / train.0.len().max(1) as f64,
-                val_loss,
+                val_loss: checked.map(|c| c.loss),
+                val_score: checked.map(|c| c.score),
                 seconds: started.elapsed().as_secs_f64(),
                 steps,
                 step_seconds,
@@ -153,11 +208,11 @@ impl TrainableEncoder {
             on_epoch(&report);
             reports.push(report);
             // A probe whose validation loss could not be computed (NaN) loses to any epoch.
-            let Some(val_loss) = val_loss else { continue };
-            if val_loss < best.0 || best.0.is_nan() {
-                best = (val_loss, epoch, snapshot(&all)?);
+            let Some(checked) = checked else { continue };
+            if checked.beats(&best.0, config.select_by) {
+                best = (checked, epoch, snapshot(&all)?);
             } else if epoch - best.1 >= config.patience {
-                tracing::debug!(epoch, "validation loss stopped improving; stopping early");
+                tracing::debug!(epoch, "validation stopped improving; stopping early");
                 break;
             }
         }
@@ -176,7 +231,8 @@ impl TrainableEncoder {
             encoder: self,
             epochs: reports,
             best_epoch,
-            probe_val_loss,
+            probe_val_loss: probe_checked.map(|c| c.loss),
+            probe_val_score: probe_checked.map(|c| c.score),
             contrastive_losses,
             contrastive_seconds,
         })
@@ -244,15 +300,15 @@ impl TrainableEncoder {
     }
 
     /// A linear model fitted on the current embeddings of `train` (early stopping on `val`, or
-    /// every epoch when `val` is empty): weight (labels, dimension), bias (labels), and its
-    /// validation loss if there is validation.
+    /// every epoch when `val` is empty): weight (labels, dimension), bias (labels), and the
+    /// embeddings of `val` (validation texts × dimension) it was checked on.
     fn probe(
         &self,
         train: (&[Vec<u32>], &Targets),
         val: (&[Vec<u32>], &Targets),
         labels: usize,
         seed: u64,
-    ) -> Result<(Tensor, Tensor, Option<f64>), FinetuneError> {
+    ) -> Result<(Tensor, Tensor, Tensor), FinetuneError> {
         let dim = self.info.dimension;
         let (train_x, val_x) = (self.embed(train.0)?, self.embed(val.0)?);
         let (train_t, val_t) = (train.1.to_mlp(labels), val.1.to_mlp(labels));
@@ -276,8 +332,6 @@ impl TrainableEncoder {
         let val_data = (!val.0.is_empty()).then_some(&val_data);
         let fitted = mlp::train(&train_data, val_data, &objective, &config, &mut |_| {})
             .map_err(|e| candle_core::Error::Msg(format!("fitting the linear probe: {e}")))?;
-        let loss =
-            val_data.map(|_| fitted.history[fitted.best_epoch - 1].val_loss.unwrap_or(f64::NAN));
         let linear = fitted
             .mlp
             .as_linear()
@@ -285,27 +339,64 @@ impl TrainableEncoder {
             .expect("the probe has no hidden layer");
         let w = Tensor::from_vec(linear.weight, (labels, dim), &self.device)?;
         let b = Tensor::from_vec(linear.bias, labels, &self.device)?;
-        Ok((w, b, loss))
+        let val_x = Tensor::from_vec(val_x, (val.0.len(), dim), &self.device)?;
+        Ok((w, b, val_x))
     }
 
-    /// Mean loss on `val` with the current encoder and head, without gradients.
-    fn val_loss(
+    /// Embeddings of `ids` without gradients, as a (texts, dimension) tensor.
+    fn embed_tensor(&self, ids: &[Vec<u32>]) -> Result<Tensor, FinetuneError> {
+        let x = self.embed(ids)?;
+        Ok(Tensor::from_vec(x, (ids.len(), self.info.dimension), &self.device)?)
+    }
+
+    /// Mean loss and score of `head` on validation embeddings `x` against `targets`.
+    fn check(
         &self,
-        val: (&[Vec<u32>], &Targets),
+        x: &Tensor,
+        targets: &Targets,
         labels: usize,
         head: (&Var, &Var),
-    ) -> Result<f64, FinetuneError> {
-        let x = self.embed(val.0)?;
-        let x = Tensor::from_vec(x, (val.0.len(), self.info.dimension), &self.device)?;
-        let all: Vec<usize> = (0..val.0.len()).collect();
-        let loss = head_loss(&logits(&x, head)?, val.1, &all, labels)?;
-        Ok(f64::from(loss.to_scalar::<f32>()?))
+    ) -> Result<Checked, FinetuneError> {
+        let logits = logits(x, head)?;
+        let all: Vec<usize> = (0..x.dim(0)?).collect();
+        let loss = head_loss(&logits, targets, &all, labels)?;
+        Ok(Checked {
+            loss: f64::from(loss.to_scalar::<f32>()?),
+            score: score(&logits, targets, labels)?,
+        })
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn scores_are_accuracy_or_micro_f1_at_one_half() {
+        let device = candle_core::Device::Cpu;
+        let logits = Tensor::new(&[[2.0f32, -1.0], [0.5, 1.5], [-0.2, -0.1]], &device).unwrap();
+        // Predicted classes 0, 1, 1 against 0, 0, 1.
+        let single = score(&logits, &Targets::Single(vec![0, 0, 1]), 2).unwrap();
+        assert!((single - 2.0 / 3.0).abs() < 1e-12, "{single}");
+        // Positive (logit ≥ 0): (0,0), (1,0), (1,1); truth (0,0), (1,1), (2,1):
+        // 2 true positives, 1 false positive, 1 false negative.
+        let hot = vec![1.0, 0.0, 0.0, 1.0, 0.0, 1.0];
+        let multi = score(&logits, &Targets::Multi(hot), 2).unwrap();
+        assert!((multi - 4.0 / 6.0).abs() < 1e-12, "{multi}");
+    }
+
+    #[test]
+    fn selection_compares_loss_or_score_and_breaks_ties_by_loss() {
+        let a = Checked { loss: 0.30, score: 0.90 };
+        let b = Checked { loss: 0.25, score: 0.88 };
+        assert!(b.beats(&a, Selection::Loss) && !a.beats(&b, Selection::Loss));
+        assert!(a.beats(&b, Selection::Score) && !b.beats(&a, Selection::Score));
+        let tied = Checked { loss: 0.20, score: 0.90 };
+        assert!(tied.beats(&a, Selection::Score) && !a.beats(&tied, Selection::Score));
+        for select in [Selection::Loss, Selection::Score] {
+            assert!(a.beats(&Checked::UNKNOWN, select));
+        }
+    }
 
     #[test]
     fn schedule_warms_up_then_decays_to_zero() {

@@ -171,6 +171,10 @@ pub struct FineTuneRecord {
     /// Validation loss of the linear probe the head started from, before the encoder moved.
     #[serde(default)]
     pub probe_val_loss: Option<f64>,
+    /// Validation score of that probe: accuracy (single-label) or micro-F1 at 0.5
+    /// (multi-label).
+    #[serde(default)]
+    pub probe_val_score: Option<f64>,
     /// Mean loss of each epoch of the contrastive stage (empty when it did not run).
     #[serde(default)]
     pub contrastive_losses: Vec<f64>,
