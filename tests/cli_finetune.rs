@@ -372,7 +372,7 @@ fn contrastive_without_a_label_pair_and_an_output_below_a_file_are_usage_errors(
             .collect::<Vec<_>>(),
     );
     assert!(stderr.contains("contrastive epoch 2/2: done"), "{stderr}");
-    assert!(stdout.contains("contrastive stage (before joint training): 2 epoch(s)"), "{stdout}");
+    assert!(stdout.contains("contrastive stage: 2 epoch(s)"), "{stdout}");
     let file = dir.path().join("a-file");
     std::fs::write(&file, "x").unwrap();
     common::habitlens()
@@ -445,4 +445,56 @@ fn with_validation_the_kept_epoch_is_the_one_that_validated_best() {
         let accuracy = meta["validation"]["accuracy"].as_f64().expect("validation accuracy");
         assert!((accuracy - all[best].1).abs() < 1e-9, "{accuracy} vs {all:?}");
     }
+}
+
+#[test]
+fn contrastive_with_no_joint_epochs_keeps_the_contrastive_encoder_and_a_probe_head() {
+    let p = |path: &Path| path.to_str().unwrap().to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let rows: Vec<Vec<String>> = hu_liu(8).into_iter().map(|(t, l)| vec![t, l]).collect();
+    let data = write_csv(&dir.path().join("few.csv"), &["text", "label"], &rows);
+    let out = dir.path().join("setfit");
+    let train = ["train", &p(&data), "--label-column", "label", "--output", &p(&out)];
+    // `--epochs 0` means something only after a contrastive stage.
+    common::habitlens()
+        .args(train)
+        .args(["--fine-tune", "--epochs", "0"])
+        .assert()
+        .code(2)
+        .stderr(predicates::str::contains("`--epochs 0` is for `--contrastive` alone"));
+    let (stdout, _) = run(
+        &dir.path().join("cache"),
+        &train
+            .into_iter()
+            .chain(["--fine-tune", "--contrastive", "--contrastive-epochs", "2", "--epochs", "0"])
+            .chain(["--max-seq-length", "24"])
+            .collect::<Vec<_>>(),
+    );
+    assert!(stdout.contains("joint training: none (`--epochs 0`)"), "{stdout}");
+    assert!(stdout.contains("validation: accuracy"), "{stdout}");
+    let meta: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("head.json")).unwrap()).unwrap();
+    assert_eq!(meta["fine_tune"]["epochs"].as_array().map(Vec::len), Some(0));
+    assert_eq!(meta["fine_tune"]["contrastive_losses"].as_array().map(Vec::len), Some(2));
+    assert_eq!(meta["training"]["best_epoch"], 0);
+    // The encoder is the contrastive stage's, not the base model, and the head classifies.
+    let check: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("fine_tune_check.json")).unwrap())
+            .unwrap();
+    let text = check["texts"][0].as_str().unwrap().to_string();
+    let recorded: Vec<f32> = check["embeddings"][0]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_f64().unwrap() as f32)
+        .collect();
+    let base = common::embedder().embed(&[text]).unwrap();
+    assert!(common::cosine(&recorded, base.row(0)) < 0.999_999, "the encoder did not move");
+    let labelled = dir.path().join("labelled.csv");
+    run(
+        &dir.path().join("cache"),
+        &["classify", &p(&data), "--head", &p(&out), "--output", &p(&labelled)],
+    );
+    let lines = std::fs::read_to_string(&labelled).unwrap();
+    assert_eq!(lines.lines().count(), rows.len() + 1, "{lines}");
 }

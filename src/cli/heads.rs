@@ -155,7 +155,9 @@ pub struct TrainArgs {
     pub fine_tune: bool,
     /// Before the head, train the encoder to pull texts of the same label together and push
     /// the others apart (a supervised contrastive loss over pairs of same-label texts, in the
-    /// spirit of SetFit): for few examples per label. Single-label only.
+    /// spirit of SetFit): for few examples per label. Single-label only. With `--epochs 0` no
+    /// joint training follows, and the head is a linear probe on the contrastive encoder's
+    /// embeddings, as in SetFit.
     #[arg(
         long,
         requires = "fine_tune",

@@ -441,58 +441,74 @@ pub(super) fn run(args: &TrainArgs, ui: Ui) -> anyhow::Result<()> {
         let losses: Vec<String> =
             tuned.contrastive_losses.iter().map(|l| format!("{l:.4}")).collect();
         sayln!(
-            "contrastive stage (before joint training): {} epoch(s), {:.1} s, loss per epoch {}",
+            "contrastive stage: {} epoch(s), {:.1} s, loss per epoch {}",
             losses.len(),
             tuned.contrastive_seconds,
             losses.join(", ")
         )?;
     }
-    sayln!(
-        "joint training: {:.1} s, {} epoch(s), kept epoch {}; {} step(s) of {} texts, {:.2} s per step; \
-         texts cut at {} tokens: {}",
-        train_seconds,
-        tuned.epochs.len(),
-        match tuned.best_epoch {
-            0 => "0 (no epoch of joint training beat the linear probe on validation: kept \
-                  the encoder it started from)"
-                .to_string(),
-            e => e.to_string(),
-        },
-        steps,
-        config.batch_size,
-        step_seconds / steps.max(1) as f64,
-        max_seq_length,
-        truncated
-    )?;
     let probe_from =
         if tuned.contrastive_losses.is_empty() { "model's" } else { "contrastive stage's" };
-    match (tuned.probe_val_loss, tuned.probe_val_score, &validation) {
-        (Some(probe), Some(probe_score), Some(v)) => {
-            let (figure, probe, best_joint) = match config.select_by {
-                Selection::Loss => (
-                    "loss",
-                    probe,
-                    tuned.epochs.iter().filter_map(|e| e.val_loss).fold(f64::INFINITY, f64::min),
-                ),
-                Selection::Score => (
-                    score_name(kind),
-                    probe_score,
-                    tuned.epochs.iter().filter_map(|e| e.val_score).fold(0.0, f64::max),
-                ),
-            };
-            sayln!(
-                "head started from a linear probe on the {probe_from} embeddings: validation \
-                 {figure} {probe:.4}; best epoch of joint training {best_joint:.4}; kept the {}",
-                if tuned.best_epoch == 0 { "probe" } else { "fine-tuned encoder and head" }
-            )?;
-            super::train::say_validation(kind, v, labels)?;
+    if config.epochs == 0 {
+        // `--contrastive --epochs 0`: the head is the probe, as in SetFit.
+        sayln!(
+            "joint training: none (`--epochs 0`): the head is a linear probe on the \
+             {probe_from} embeddings; texts cut at {max_seq_length} tokens: {truncated}"
+        )?;
+        match &validation {
+            Some(v) => super::train::say_validation(kind, v, labels)?,
+            None => sayln!("validation: none (`--val-fraction 0`)")?,
         }
-        _ => {
-            sayln!("head started from a linear probe on the {probe_from} embeddings")?;
-            sayln!(
-                "validation: none (`--val-fraction 0`): ran all {} epoch(s) and kept the last",
-                tuned.epochs.len()
-            )?;
+    } else {
+        sayln!(
+            "joint training: {:.1} s, {} epoch(s), kept epoch {}; {} step(s) of {} texts, {:.2} s per step; \
+             texts cut at {} tokens: {}",
+            train_seconds,
+            tuned.epochs.len(),
+            match tuned.best_epoch {
+                0 => "0 (no epoch of joint training beat the linear probe on validation: kept \
+                      the encoder it started from)"
+                    .to_string(),
+                e => e.to_string(),
+            },
+            steps,
+            config.batch_size,
+            step_seconds / steps.max(1) as f64,
+            max_seq_length,
+            truncated
+        )?;
+        match (tuned.probe_val_loss, tuned.probe_val_score, &validation) {
+            (Some(probe), Some(probe_score), Some(v)) => {
+                let (figure, probe, best_joint) = match config.select_by {
+                    Selection::Loss => (
+                        "loss",
+                        probe,
+                        tuned
+                            .epochs
+                            .iter()
+                            .filter_map(|e| e.val_loss)
+                            .fold(f64::INFINITY, f64::min),
+                    ),
+                    Selection::Score => (
+                        score_name(kind),
+                        probe_score,
+                        tuned.epochs.iter().filter_map(|e| e.val_score).fold(0.0, f64::max),
+                    ),
+                };
+                sayln!(
+                    "head started from a linear probe on the {probe_from} embeddings: validation \
+                     {figure} {probe:.4}; best epoch of joint training {best_joint:.4}; kept the {}",
+                    if tuned.best_epoch == 0 { "probe" } else { "fine-tuned encoder and head" }
+                )?;
+                super::train::say_validation(kind, v, labels)?;
+            }
+            _ => {
+                sayln!("head started from a linear probe on the {probe_from} embeddings")?;
+                sayln!(
+                    "validation: none (`--val-fraction 0`): ran all {} epoch(s) and kept the last",
+                    tuned.epochs.len()
+                )?;
+            }
         }
     }
     sayln!(

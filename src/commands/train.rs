@@ -176,8 +176,15 @@ pub(super) fn check_flags(args: &TrainArgs) -> Result<(), UsageError> {
     if !(0.0..1.0).contains(&args.dropout) {
         return fail(format!("`--dropout` must be at least 0 and below 1, got {}", args.dropout));
     }
-    if args.epochs() == 0 || args.batch_size() == 0 || args.hidden == Some(0) {
-        return fail("`--epochs`, `--batch-size` and `--hidden` must be at least 1".into());
+    // With `--contrastive`, `--epochs 0` leaves out joint training: the contrastive encoder
+    // with a linear probe on its embeddings, as SetFit does.
+    let no_joint = args.contrastive && args.epochs() == 0;
+    if (args.epochs() == 0 && !no_joint) || args.batch_size() == 0 || args.hidden == Some(0) {
+        return fail(
+            "`--epochs`, `--batch-size` and `--hidden` must be at least 1 (`--epochs 0` is for \
+             `--contrastive` alone)"
+                .into(),
+        );
     }
     let numbers = [
         ("--lr", args.lr()),
