@@ -322,9 +322,158 @@ impl Drop for OutputFolder {
     }
 }
 
+/// A folder's files written first into a hidden temporary folder and moved into place by
+/// [`StagedFolder::commit`] only once every one is written, so a run that fails while writing (a
+/// full disk, a lost mount) leaves the destination as it was: never half of a new model beside
+/// half of an old one. A destination that does not exist yet is staged beside it and renamed into
+/// place in one step; an existing one is staged inside itself, and each file is then renamed over
+/// its namesake (files of the folder that the run does not write stay). Dropped without a commit,
+/// the staged files are removed.
+#[derive(Debug)]
+pub struct StagedFolder {
+    dest: PathBuf,
+    staged: tempfile::TempDir,
+}
+
+impl StagedFolder {
+    /// Makes the temporary folder: inside `dest` when it is a folder already, else beside it
+    /// (creating `dest`'s parent folders if needed).
+    ///
+    /// # Errors
+    /// Fails when that folder cannot be created or written.
+    pub fn new(dest: &Path) -> Result<Self, OutputError> {
+        let io_err = |source| OutputError::Io { path: dest.to_path_buf(), source };
+        let parent = if dest.is_dir() {
+            dest.to_path_buf()
+        } else {
+            match dest.parent() {
+                Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+                _ => PathBuf::from("."),
+            }
+        };
+        std::fs::create_dir_all(&parent).map_err(io_err)?;
+        let mut builder = tempfile::Builder::new();
+        builder.prefix(".habitlens-").suffix(".tmp");
+        // An ordinary new folder's permissions (0777 less the umask), not a temporary folder's
+        // owner-only mode, since a new destination is this very folder renamed.
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            builder.permissions(std::fs::Permissions::from_mode(0o777));
+        }
+        let staged = builder.tempdir_in(&parent).map_err(io_err)?;
+        Ok(Self { dest: dest.to_path_buf(), staged })
+    }
+
+    /// The folder to write into.
+    pub fn path(&self) -> &Path {
+        self.staged.path()
+    }
+
+    /// Where the files end up.
+    pub fn dest(&self) -> &Path {
+        &self.dest
+    }
+
+    /// Moves the staged files into the destination.
+    ///
+    /// # Errors
+    /// Fails when a file cannot be moved; what was staged and not moved is removed then.
+    pub fn commit(self) -> Result<(), OutputError> {
+        let io_err = |path: &Path| {
+            let path = path.to_path_buf();
+            move |source| OutputError::Io { path, source }
+        };
+        if !self.dest.exists() {
+            let staged = self.staged.keep();
+            return std::fs::rename(&staged, &self.dest).map_err(|e| {
+                let _ = std::fs::remove_dir_all(&staged);
+                io_err(&self.dest)(e)
+            });
+        }
+        // Folders first, so that the renames below are all that can be left half done.
+        let mut files = Vec::new();
+        let mut pending = vec![PathBuf::new()];
+        while let Some(rel) = pending.pop() {
+            let from = self.staged.path().join(&rel);
+            std::fs::create_dir_all(self.dest.join(&rel)).map_err(io_err(&self.dest.join(&rel)))?;
+            for entry in std::fs::read_dir(&from).map_err(io_err(&from))? {
+                let entry = entry.map_err(io_err(&from))?;
+                let rel = rel.join(entry.file_name());
+                if entry.file_type().map_err(io_err(&entry.path()))?.is_dir() {
+                    pending.push(rel);
+                } else {
+                    files.push(rel);
+                }
+            }
+        }
+        for rel in files {
+            let to = self.dest.join(&rel);
+            std::fs::rename(self.staged.path().join(&rel), &to).map_err(io_err(&to))?;
+        }
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_staged_folder_becomes_a_new_destination_in_one_rename() {
+        let dir = tempfile::tempdir().unwrap();
+        let dest = dir.path().join("deeper").join("model");
+        let staged = StagedFolder::new(&dest).unwrap();
+        std::fs::create_dir(staged.path().join("sub")).unwrap();
+        write_bytes(&staged.path().join("a.bin"), b"a").unwrap();
+        write_bytes(&staged.path().join("sub/b.json"), b"b").unwrap();
+        assert!(!dest.exists(), "nothing is visible before the commit");
+        staged.commit().unwrap();
+        assert_eq!(std::fs::read(dest.join("a.bin")).unwrap(), b"a");
+        assert_eq!(std::fs::read(dest.join("sub/b.json")).unwrap(), b"b");
+        let left: Vec<_> = std::fs::read_dir(dest.parent().unwrap()).unwrap().collect();
+        assert_eq!(left.len(), 1, "the staged folder is gone: {left:?}");
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let plain = dir.path().join("plain");
+            std::fs::create_dir(&plain).unwrap();
+            let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode(&dest), mode(&plain));
+        }
+    }
+
+    #[test]
+    fn a_staged_folder_replaces_its_files_in_an_existing_folder_and_keeps_the_others() {
+        let dir = tempfile::tempdir().unwrap();
+        let dest = dir.path().join("model");
+        std::fs::create_dir_all(dest.join("sub")).unwrap();
+        std::fs::write(dest.join("a.bin"), "old").unwrap();
+        std::fs::write(dest.join("notes.txt"), "mine").unwrap();
+        let staged = StagedFolder::new(&dest).unwrap();
+        std::fs::create_dir(staged.path().join("sub")).unwrap();
+        write_bytes(&staged.path().join("a.bin"), b"new").unwrap();
+        write_bytes(&staged.path().join("sub/b.json"), b"b").unwrap();
+        assert_eq!(std::fs::read(dest.join("a.bin")).unwrap(), b"old");
+        staged.commit().unwrap();
+        assert_eq!(std::fs::read(dest.join("a.bin")).unwrap(), b"new");
+        assert_eq!(std::fs::read(dest.join("sub/b.json")).unwrap(), b"b");
+        assert_eq!(std::fs::read(dest.join("notes.txt")).unwrap(), b"mine");
+        let names: std::collections::BTreeSet<_> =
+            std::fs::read_dir(&dest).unwrap().map(|e| e.unwrap().file_name()).collect();
+        let expected = ["a.bin", "notes.txt", "sub"].map(std::ffi::OsString::from).into();
+        assert_eq!(names, expected, "the staged folder is gone");
+    }
+
+    #[test]
+    fn a_staged_folder_dropped_without_a_commit_leaves_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let dest = dir.path().join("model");
+        let staged = StagedFolder::new(&dest).unwrap();
+        write_bytes(&staged.path().join("a.bin"), b"a").unwrap();
+        drop(staged);
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+    }
 
     #[cfg(unix)]
     #[test]

@@ -328,11 +328,13 @@ pub(super) fn run(args: &TrainArgs, ui: Ui) -> anyhow::Result<()> {
         return Err(crate::heads::HeadError::Diverged { lr: config.lr }.into());
     }
 
-    // The folder: the encoder, the head, and embeddings to check a reload against.
+    // The folder: the encoder, the head, and embeddings to check a reload against, all staged
+    // beside `--output` and moved there once every file is written.
     let write_ctx = || format!("writing the fine-tuned model to `{}`", args.output.display());
-    tuned.encoder.export(&files, &args.output).with_context(write_ctx)?;
+    let staged = crate::output::StagedFolder::new(&args.output).with_context(write_ctx)?;
+    tuned.encoder.export(&files, staged.path()).with_context(write_ctx)?;
     if max_seq_length != files.info.max_seq_length {
-        record_max_seq_length(&args.output, max_seq_length).with_context(write_ctx)?;
+        record_max_seq_length(staged.path(), max_seq_length).with_context(write_ctx)?;
     }
     let own = ModelInfo {
         id: args.output.display().to_string(),
@@ -386,7 +388,7 @@ pub(super) fn run(args: &TrainArgs, ui: Ui) -> anyhow::Result<()> {
         }),
     };
     let head = Head::new(meta, head_mlp)?;
-    head.save(&args.output).with_context(write_ctx)?;
+    head.save(staged.path()).with_context(write_ctx)?;
     let dim = files.info.dimension;
     let shown = check_rows.len();
     let check = CheckFile {
@@ -397,7 +399,8 @@ pub(super) fn run(args: &TrainArgs, ui: Ui) -> anyhow::Result<()> {
         texts: check_rows.iter().map(|&i| data.texts[i].as_str()).collect(),
         embeddings: (0..shown).map(|k| &check_embeddings[k * dim..(k + 1) * dim]).collect(),
     };
-    crate::output::write_json(&args.output.join(CHECK_FILE), &check).with_context(write_ctx)?;
+    crate::output::write_json(&staged.path().join(CHECK_FILE), &check).with_context(write_ctx)?;
+    staged.commit().with_context(write_ctx)?;
 
     // Load the folder back as any command would, and compare.
     let reloaded = crate::embed::Embedder::load(&ModelSpec::Local(args.output.clone()))

@@ -135,7 +135,12 @@ fn train_into(args: &PurchaseTrainArgs, pos_weight: PosWeight, ui: Ui) -> anyhow
         tracing::debug!(epoch = e.epoch, train_loss = e.train_loss, val_loss = e.val_loss, "epoch");
     })?;
     bar.finish_and_clear();
-    model.save(&args.output).with_context(|| format!("saving `{}`", args.output.display()))?;
+    // Schema and weights staged and moved in together, so a failed write never pairs one
+    // model's weights with another's schema.
+    let write_ctx = || format!("saving `{}`", args.output.display());
+    let staged = crate::output::StagedFolder::new(&args.output).with_context(write_ctx)?;
+    model.save(staged.path()).with_context(write_ctx)?;
+    staged.commit().with_context(write_ctx)?;
 
     let t = &model.schema.training;
     super::say(format_args!(
@@ -401,7 +406,7 @@ fn embed_column(
     let index = table.require(column, "--text-column")?;
     let model = args.model_or(trained_with);
     let embedder = load_embedder(&ModelArgs {
-        model: model.clone(),
+        model: Some(model.clone()),
         batch_size: args.embed_batch_size.max(1),
         engine: args.engine,
     })?;

@@ -339,8 +339,12 @@ pub(super) fn run(args: &TrainArgs, ui: Ui) -> anyhow::Result<()> {
         fine_tune: None,
     };
     let head = Head::new(meta, fitted.mlp.clone())?;
-    head.save(&args.output)
-        .with_context(|| format!("writing the head to `{}`", args.output.display()))?;
+    // Both files staged and moved in together, so a failed write never pairs new weights with
+    // an old `head.json`.
+    let write_ctx = || format!("writing the head to `{}`", args.output.display());
+    let staged = crate::output::StagedFolder::new(&args.output).with_context(write_ctx)?;
+    head.save(staged.path()).with_context(write_ctx)?;
+    staged.commit().with_context(write_ctx)?;
 
     // Report.
     let m = &head.meta;
