@@ -90,12 +90,14 @@ pub struct InputArgs {
 #[derive(Debug, Args, Clone)]
 #[command(next_help_heading = "Model")]
 pub struct ModelArgs {
-    /// Hub id (`org/name`, optionally `@revision`) or a local folder.
+    /// Hub id (`org/name`, optionally `@revision`) or a local folder [default:
+    /// sentence-transformers/all-MiniLM-L6-v2].
     ///
     /// Hub ids are looked up in the Hugging Face cache (`HF_HOME`, default
-    /// `~/.cache/huggingface`) and downloaded there when missing.
-    #[arg(long, env = ENV_MODEL, default_value = DEFAULT_MODEL, value_name = "ID|DIR")]
-    pub model: String,
+    /// `~/.cache/huggingface`) and downloaded there when missing. Given beside a head folder that
+    /// carries its own fine-tuned encoder, that encoder is used and a warning says so.
+    #[arg(long, env = ENV_MODEL, value_name = "ID|DIR")]
+    pub model: Option<String>,
     /// Texts per forward pass.
     #[arg(long, default_value_t = crate::embed::DEFAULT_BATCH_SIZE, value_name = "N")]
     pub batch_size: usize,
@@ -103,6 +105,13 @@ pub struct ModelArgs {
     /// pass, padded batches); by default `packed` where the model allows it.
     #[arg(long, value_enum, value_name = "ENGINE")]
     pub engine: Option<EngineArg>,
+}
+
+impl ModelArgs {
+    /// `--model`, or the default model when it is not given.
+    pub fn id(&self) -> &str {
+        self.model.as_deref().unwrap_or(DEFAULT_MODEL)
+    }
 }
 
 /// Values of `--engine`.
@@ -186,7 +195,8 @@ mod tests {
         let cli = Cli::try_parse_from(["habitlens", "analyze", "r.csv"]).unwrap();
         let Command::Analyze(args) = cli.command else { panic!("expected analyze") };
         assert_eq!(args.output_dir, PathBuf::from("habitlens-out"));
-        assert_eq!(args.model.model, DEFAULT_MODEL);
+        assert_eq!(args.model.id(), DEFAULT_MODEL);
+        assert!(args.model.model.is_none(), "the default is not taken as given");
         assert!(args.threshold.is_none());
     }
 

@@ -271,9 +271,17 @@ fn fine_tuned_folder_is_a_head_and_a_model_that_reproduces_its_embeddings() {
             .collect::<Vec<_>>(),
     );
 
-    // Evaluate: the 24 labelled rows are all counted.
+    // Evaluate: the 24 labelled rows are all counted. `--model` given, even as the default
+    // model, is not used beside the folder's own encoder, and a warning says so.
     let report = dir.path().join("report.json");
-    run(&cache, &["evaluate", &p(&data), "--head", &p(&out), "--report", &p(&report)]);
+    let (_, stderr) = run(
+        &cache,
+        &["evaluate", &p(&data), "--head", &p(&out), "--report", &p(&report)]
+            .into_iter()
+            .chain(["--model", habitlens::model::DEFAULT_MODEL])
+            .collect::<Vec<_>>(),
+    );
+    assert!(stderr.contains("is not used"), "{stderr}");
     let report: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
     assert_eq!(report["rows"], 24, "{report}");

@@ -241,7 +241,7 @@ impl TrainArgs {
     /// The model options in the form the other commands use.
     pub fn model_args(&self) -> ModelArgs {
         ModelArgs {
-            model: self.model.clone(),
+            model: Some(self.model.clone()),
             batch_size: self.embed_batch_size,
             engine: self.engine,
         }

@@ -88,7 +88,7 @@ fn open_input_with(
 
 /// Resolves and loads the model named by `args`.
 fn load_embedder(args: &ModelArgs) -> anyhow::Result<Embedder> {
-    let spec = ModelSpec::parse(&args.model)?;
+    let spec = ModelSpec::parse(args.id())?;
     let started = std::time::Instant::now();
     let files = ModelFiles::resolve(&ModelSource::new(spec)?)?;
     let device = candle_core::Device::Cpu;
@@ -97,7 +97,7 @@ fn load_embedder(args: &ModelArgs) -> anyhow::Result<Embedder> {
         Some(EngineArg::Packed) => Embedder::from_files_with(&files, &device, Engine::Packed),
         Some(EngineArg::Candle) => Embedder::from_files_with(&files, &device, Engine::Candle),
     }
-    .with_context(|| format!("loading model `{}`", args.model))?
+    .with_context(|| format!("loading model `{}`", args.id()))?
     .with_batch_size(args.batch_size);
     tracing::debug!(elapsed = ?started.elapsed(), batch_size = args.batch_size, "model ready");
     Ok(embedder)
@@ -146,16 +146,18 @@ fn load_embedder_for_heads(
             .into());
         }
     }
-    if args.model != crate::model::DEFAULT_MODEL && !same_path(Path::new(&args.model), own) {
+    if let Some(given) = &args.model
+        && !same_path(Path::new(given), own)
+    {
         tracing::warn!(
             "head `{}` carries its own fine-tuned encoder, which embeds the texts; `--model {}` \
              is not used",
             own.display(),
-            args.model
+            given
         );
     }
     tracing::info!(encoder = %own.display(), "using the fine-tuned encoder of a head folder");
-    let own_args = ModelArgs { model: own.display().to_string(), ..args.clone() };
+    let own_args = ModelArgs { model: Some(own.display().to_string()), ..args.clone() };
     Ok((load_embedder(&own_args)?, Some(own.clone())))
 }
 
