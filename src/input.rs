@@ -499,6 +499,10 @@ fn json_record(
                 }
                 Ok(labels.join(separator))
             }
+            Some(serde_json::Value::Object(_)) => Err(bad(format!(
+                "field `{name}` is an object; expected a string, a number, true, false or null"
+            ))),
+            // Numbers and booleans are read as their JSON text: `3`, `true`.
             Some(other) => Ok(other.to_string()),
         }
     };
@@ -695,6 +699,25 @@ mod tests {
         let (_d2, text_list) = write_temp("t.jsonl", b"{\"text\":[\"a\"]}\n");
         let msg = read_all(&text_list, ReadOptions::default()).unwrap_err().to_string();
         assert!(msg.contains("field `text` is a list"), "{msg}");
+    }
+
+    #[test]
+    fn jsonl_objects_are_refused_and_numbers_and_booleans_read_as_text() {
+        let (_d, path) = write_temp(
+            "o.jsonl",
+            b"{\"text\":\"a\",\"id\":true}\n{\"text\":{\"body\":\"b\"},\"id\":2.5}\n",
+        );
+        let options = ReadOptions { id_column: Some("id".into()), ..Default::default() };
+        let msg = read_all(&path, options.clone()).unwrap_err().to_string();
+        assert!(msg.contains("o.jsonl") && msg.contains("row 2"), "{msg}");
+        assert!(msg.contains("field `text` is an object"), "{msg}");
+        let (_d2, ok) =
+            write_temp("n.jsonl", b"{\"text\":\"a\",\"id\":true}\n{\"text\":7,\"id\":2.5}\n");
+        let rows = read_all(&ok, options).unwrap();
+        assert_eq!(
+            (rows[0].id.as_str(), rows[1].id.as_str(), rows[1].text.as_str()),
+            ("true", "2.5", "7")
+        );
     }
 
     #[test]
