@@ -4,13 +4,15 @@
 # vectors), scored on the held-out 20% cut that bench/heads_quality.sh uses (the official test
 # splits are held back from this project).
 #
-# Usage: bench/finetune_quality.sh [full] [full-extra] [few] [semeval]
+# Usage: bench/finetune_quality.sh [full] [full-extra] [few] [few-draws] [semeval]
 #          (default: full, few and semeval)
 #   full     Banking77, the whole training cut (8,005 rows), default settings (3 epochs)
-#   full-extra  the same with --epochs 5 --lr 1e-4, and with --epochs 5 --patience 5
+#   full-extra  the same with --epochs 5 --lr 1e-4, and with --epochs 5 --patience 5 (the
+#            epoch kept by validation loss, then by validation accuracy: --select-by score)
 #   few      Banking77, 8 examples per intent drawn from the training cut (seed 1), fine-tuned
 #            with and without --contrastive: 8 epochs with validation, and 3 epochs without
-#            (--val-fraction 0)
+#            (--val-fraction 0); and the contrastive stage with a probe alone (--epochs 0)
+#   few-draws  the 8-shot frozen head and SetFit recipe on two more draws (seeds 2 and 3)
 #   semeval  SemEval-2014 restaurant aspect categories, multi-label, default settings
 # Needs ../shared/data and the model in HF_HOME; creates bench/.venv (numpy, scikit-learn,
 # sentence-transformers) on first use. Prints one table; files are in bench/out/finetune.
@@ -93,6 +95,8 @@ for case in "${cases[@]}"; do
       run banking77-finetune-lr1e-4 "$b/train.csv" "$b/test.csv" --fine-tune --epochs 5 --lr 1e-4
       run banking77-finetune-5epochs "$b/train.csv" "$b/test.csv" --fine-tune --epochs 5 \
         --patience 5
+      run banking77-finetune-5epochs-score "$b/train.csv" "$b/test.csv" --fine-tune --epochs 5 \
+        --patience 5 --select-by score
       ;;
     few)
       python3 bench/few_shot.py "$b/train.csv" 8 1 "$b/train8.csv"
@@ -106,12 +110,24 @@ for case in "${cases[@]}"; do
         --val-fraction 0 --epochs 3
       run banking77-8shot-contrastive-noval "$b/train8.csv" "$b/test.csv" --fine-tune \
         --val-fraction 0 --epochs 3 --contrastive
+      # SetFit's recipe: the contrastive stage, then a linear probe, no joint training.
+      run banking77-8shot-setfit "$b/train8.csv" "$b/test.csv" --fine-tune \
+        --val-fraction 0 --epochs 0 --contrastive
+      ;;
+    few-draws)
+      # How much the draw of 8 examples moves the figures: draws 2 and 3 beside draw 1 above.
+      for draw in 2 3; do
+        python3 bench/few_shot.py "$b/train.csv" 8 "$draw" "$b/train8-draw$draw.csv"
+        run "banking77-8shot-draw$draw-frozen" "$b/train8-draw$draw.csv" "$b/test.csv"
+        run "banking77-8shot-draw$draw-setfit" "$b/train8-draw$draw.csv" "$b/test.csv" \
+          --fine-tune --val-fraction 0 --epochs 0 --contrastive
+      done
       ;;
     semeval)
       run semeval-frozen "$s/train.csv" "$s/test.csv" --multi-label
       run semeval-finetune "$s/train.csv" "$s/test.csv" --multi-label --fine-tune
       ;;
-    *) echo "unknown case: $case (full, full-extra, few, semeval)" >&2; exit 2 ;;
+    *) echo "unknown case: $case (full, full-extra, few, few-draws, semeval)" >&2; exit 2 ;;
   esac
 done
 
