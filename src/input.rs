@@ -5,6 +5,7 @@
 //! read one at a time, so memory does not grow with the file. A problem stops the read with an
 //! [`InputError`] naming the file, the row and the column.
 
+use std::collections::HashMap;
 use std::fmt;
 use std::fs::File;
 use std::io::{BufRead, BufReader, Read};
@@ -470,6 +471,9 @@ fn json_record(
         row,
         problem: "expected a JSON object".to_string(),
     })?;
+    // Numbers keep the text they were written with (`1.50`, `1e3`, ids of 20 digits), which
+    // serde_json's `Number` would reformat or round; the raw fields are parsed only when needed.
+    let raw_fields = std::cell::OnceCell::<HashMap<String, &serde_json::value::RawValue>>::new();
     let field = |name: &str, separator: Option<&str>| -> Result<String, InputError> {
         let bad = |problem: String| InputError::Json { file: file.to_string(), row, problem };
         match object.get(name) {
@@ -502,7 +506,11 @@ fn json_record(
             Some(serde_json::Value::Object(_)) => Err(bad(format!(
                 "field `{name}` is an object; expected a string, a number, true, false or null"
             ))),
-            // Numbers and booleans are read as their JSON text: `3`, `true`.
+            Some(number @ serde_json::Value::Number(_)) => {
+                let raw = raw_fields.get_or_init(|| serde_json::from_str(line).unwrap_or_default());
+                Ok(raw.get(name).map_or_else(|| number.to_string(), |r| r.get().to_string()))
+            }
+            // `true` and `false`.
             Some(other) => Ok(other.to_string()),
         }
     };
@@ -702,7 +710,7 @@ mod tests {
     }
 
     #[test]
-    fn jsonl_objects_are_refused_and_numbers_and_booleans_read_as_text() {
+    fn jsonl_objects_are_refused_and_numbers_and_booleans_read_as_written() {
         let (_d, path) = write_temp(
             "o.jsonl",
             b"{\"text\":\"a\",\"id\":true}\n{\"text\":{\"body\":\"b\"},\"id\":2.5}\n",
@@ -711,13 +719,21 @@ mod tests {
         let msg = read_all(&path, options.clone()).unwrap_err().to_string();
         assert!(msg.contains("o.jsonl") && msg.contains("row 2"), "{msg}");
         assert!(msg.contains("field `text` is an object"), "{msg}");
-        let (_d2, ok) =
-            write_temp("n.jsonl", b"{\"text\":\"a\",\"id\":true}\n{\"text\":7,\"id\":2.5}\n");
-        let rows = read_all(&ok, options).unwrap();
-        assert_eq!(
-            (rows[0].id.as_str(), rows[1].id.as_str(), rows[1].text.as_str()),
-            ("true", "2.5", "7")
+        let (_d2, ok) = write_temp(
+            "n.jsonl",
+            b"{\"text\":\"a\",\"id\":true}\n{\"text\":7,\"id\":2.50}\n\
+              {\"text\":1e3,\"id\":18446744073709551617}\n\
+              {\"id\":-12345678901234567890123,\"text\":\"b\"}\n",
         );
+        let rows = read_all(&ok, options).unwrap();
+        let got: Vec<_> = rows.iter().map(|r| (r.id.as_str(), r.text.as_str())).collect();
+        let want = [
+            ("true", "a"),
+            ("2.50", "7"),
+            ("18446744073709551617", "1e3"),
+            ("-12345678901234567890123", "b"),
+        ];
+        assert_eq!(got, want);
     }
 
     #[test]
