@@ -12,6 +12,14 @@ use habitlens::cli::Cli;
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.global.verbose);
+    // Interrupted, a run removes the model folder it was staging (its destructors do not run)
+    // and exits with 130, as the shell reports a Ctrl-C.
+    if let Err(err) = ctrlc::set_handler(|| {
+        habitlens::output::remove_staged();
+        std::process::exit(130);
+    }) {
+        tracing::debug!("no interrupt handler: {err}");
+    }
     if let Some(threads) = cli.global.threads.map(|n| n.max(1)) {
         // candle sizes its matmul parallelism from RAYON_NUM_THREADS, rayon's pool from the
         // builder; set both so `--threads` bounds all of the encoder's work.

@@ -333,6 +333,38 @@ impl Drop for OutputFolder {
 pub struct StagedFolder {
     dest: PathBuf,
     staged: tempfile::TempDir,
+    _listed: Listed,
+}
+
+/// Staging folders not yet committed or dropped, for [`remove_staged`].
+static STAGED: std::sync::Mutex<Vec<PathBuf>> = std::sync::Mutex::new(Vec::new());
+
+/// A staging folder's entry in [`STAGED`], taken out when it is dropped.
+#[derive(Debug)]
+struct Listed(PathBuf);
+
+impl Listed {
+    fn new(path: &Path) -> Self {
+        STAGED.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push(path.to_path_buf());
+        Self(path.to_path_buf())
+    }
+}
+
+impl Drop for Listed {
+    fn drop(&mut self) {
+        let mut staged = STAGED.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(i) = staged.iter().position(|p| *p == self.0) {
+            staged.swap_remove(i);
+        }
+    }
+}
+
+/// Removes every staging folder of this process that is not committed yet: for an interrupted
+/// run (the binary calls it on SIGINT and SIGTERM before it exits), whose destructors do not run.
+pub fn remove_staged() {
+    for path in STAGED.lock().unwrap_or_else(std::sync::PoisonError::into_inner).iter() {
+        let _ = std::fs::remove_dir_all(path);
+    }
 }
 
 impl StagedFolder {
@@ -362,7 +394,8 @@ impl StagedFolder {
             builder.permissions(std::fs::Permissions::from_mode(0o777));
         }
         let staged = builder.tempdir_in(&parent).map_err(io_err)?;
-        Ok(Self { dest: dest.to_path_buf(), staged })
+        let listed = Listed::new(staged.path());
+        Ok(Self { dest: dest.to_path_buf(), staged, _listed: listed })
     }
 
     /// The folder to write into.
@@ -419,8 +452,13 @@ impl StagedFolder {
 mod tests {
     use super::*;
 
+    /// The staging tests run one at a time: `remove_staged` removes every staging folder of the
+    /// process.
+    static STAGING_TESTS: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
     #[test]
     fn a_staged_folder_becomes_a_new_destination_in_one_rename() {
+        let _serial = STAGING_TESTS.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         let dir = tempfile::tempdir().unwrap();
         let dest = dir.path().join("deeper").join("model");
         let staged = StagedFolder::new(&dest).unwrap();
@@ -445,6 +483,7 @@ mod tests {
 
     #[test]
     fn a_staged_folder_replaces_its_files_in_an_existing_folder_and_keeps_the_others() {
+        let _serial = STAGING_TESTS.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         let dir = tempfile::tempdir().unwrap();
         let dest = dir.path().join("model");
         std::fs::create_dir_all(dest.join("sub")).unwrap();
@@ -466,7 +505,23 @@ mod tests {
     }
 
     #[test]
+    fn an_interrupted_run_removes_its_staged_folders_and_only_those() {
+        let _serial = STAGING_TESTS.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let dir = tempfile::tempdir().unwrap();
+        let staged = StagedFolder::new(&dir.path().join("model")).unwrap();
+        write_bytes(&staged.path().join("a.bin"), b"a").unwrap();
+        let other = StagedFolder::new(&dir.path().join("other")).unwrap();
+        let other_path = other.path().to_path_buf();
+        drop(other);
+        remove_staged();
+        assert!(!staged.path().exists(), "the staged folder is removed");
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+        assert!(!STAGED.lock().unwrap().contains(&other_path), "a dropped folder is unlisted");
+    }
+
+    #[test]
     fn a_staged_folder_dropped_without_a_commit_leaves_nothing() {
+        let _serial = STAGING_TESTS.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         let dir = tempfile::tempdir().unwrap();
         let dest = dir.path().join("model");
         let staged = StagedFolder::new(&dest).unwrap();
