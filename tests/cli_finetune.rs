@@ -469,7 +469,7 @@ fn contrastive_with_no_joint_epochs_keeps_the_contrastive_encoder_and_a_probe_he
         .args(["--fine-tune", "--epochs", "0"])
         .assert()
         .code(2)
-        .stderr(predicates::str::contains("`--epochs 0` is for `--contrastive` alone"));
+        .stderr(predicates::str::contains("`--epochs 0` is for `--fine-tune --contrastive` alone"));
     let (stdout, _) = run(
         &dir.path().join("cache"),
         &train
@@ -480,11 +480,14 @@ fn contrastive_with_no_joint_epochs_keeps_the_contrastive_encoder_and_a_probe_he
     );
     assert!(stdout.contains("joint training: none (`--epochs 0`)"), "{stdout}");
     assert!(stdout.contains("validation: accuracy"), "{stdout}");
+    assert!(stdout.contains("text(s) cut at"), "{stdout}");
     let meta: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(out.join("head.json")).unwrap()).unwrap();
     assert_eq!(meta["fine_tune"]["epochs"].as_array().map(Vec::len), Some(0));
     assert_eq!(meta["fine_tune"]["contrastive_losses"].as_array().map(Vec::len), Some(2));
     assert_eq!(meta["training"]["best_epoch"], 0);
+    let written = std::fs::read_to_string(out.join("head.json")).unwrap();
+    assert!(!written.contains("-0.0"), "no joint training takes 0 seconds, not -0: {written}");
     // The encoder is the contrastive stage's, not the base model, and the head classifies.
     let check: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(out.join("fine_tune_check.json")).unwrap())

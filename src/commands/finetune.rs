@@ -173,6 +173,12 @@ pub(super) fn run(args: &TrainArgs, ui: Ui) -> anyhow::Result<()> {
              epoch runs"
         );
     }
+    if split.val.is_empty() && args.select_by == crate::cli::heads::SelectBy::Score {
+        tracing::warn!(
+            "`--select-by score` has no effect without validation rows (`--val-fraction 0`): the \
+             last epoch is kept"
+        );
+    }
     // Texts the contrastive stage passes over each epoch: those of labels with a partner.
     let mut contrastive_texts = 0;
     if args.contrastive {
@@ -284,8 +290,9 @@ pub(super) fn run(args: &TrainArgs, ui: Ui) -> anyhow::Result<()> {
         .context("fine-tuning the encoder")?;
     bar.finish_and_clear();
     let steps: usize = tuned.epochs.iter().map(|e| e.steps).sum();
-    let step_seconds: f64 = tuned.epochs.iter().map(|e| e.step_seconds).sum();
-    let train_seconds = tuned.epochs.iter().map(|e| e.seconds).sum::<f64>();
+    // Folded from 0.0: an empty `sum` of floats is -0.0, which `--epochs 0` would write.
+    let step_seconds = tuned.epochs.iter().fold(0.0, |s, e| s + e.step_seconds);
+    let train_seconds = tuned.epochs.iter().fold(0.0, |s, e| s + e.seconds);
 
     // Validation figures and thresholds, from the kept encoder and head.
     let head_mlp = Mlp::linear(tuned.head_weight.clone(), tuned.head_bias.clone())?;
@@ -456,7 +463,7 @@ pub(super) fn run(args: &TrainArgs, ui: Ui) -> anyhow::Result<()> {
         // `--contrastive --epochs 0`: the head is the probe, as in SetFit.
         sayln!(
             "joint training: none (`--epochs 0`): the head is a linear probe on the \
-             {probe_from} embeddings; texts cut at {max_seq_length} tokens: {truncated}"
+             {probe_from} embeddings; {truncated} text(s) cut at {max_seq_length} tokens"
         )?;
         match &validation {
             Some(v) => super::train::say_validation(kind, v, labels)?,

@@ -178,13 +178,15 @@ pub(super) fn check_flags(args: &TrainArgs) -> Result<(), UsageError> {
     }
     // With `--contrastive`, `--epochs 0` leaves out joint training: the contrastive encoder
     // with a linear probe on its embeddings, as SetFit does.
-    let no_joint = args.contrastive && args.epochs() == 0;
-    if (args.epochs() == 0 && !no_joint) || args.batch_size() == 0 || args.hidden == Some(0) {
+    if args.epochs() == 0 && !args.contrastive {
         return fail(
-            "`--epochs`, `--batch-size` and `--hidden` must be at least 1 (`--epochs 0` is for \
-             `--contrastive` alone)"
+            "`--epochs` must be at least 1 (`--epochs 0` is for `--fine-tune --contrastive` \
+             alone: the contrastive stage with a linear probe)"
                 .into(),
         );
+    }
+    if args.batch_size() == 0 || args.hidden == Some(0) {
+        return fail("`--batch-size` and `--hidden` must be at least 1".into());
     }
     let numbers = [
         ("--lr", args.lr()),
@@ -226,10 +228,10 @@ pub(super) fn check_flags(args: &TrainArgs) -> Result<(), UsageError> {
 pub(super) fn head_name(args: &TrainArgs) -> String {
     match &args.name {
         Some(n) => n.clone(),
-        None => args
-            .output
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
+        // `.`, `..` and `a/..` name their folder only once resolved.
+        None => (args.output.file_name().map(std::path::PathBuf::from))
+            .or_else(|| args.output.canonicalize().ok())
+            .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
             .filter(|n| !n.is_empty() && n != "." && n != "..")
             .unwrap_or_else(|| "head".into()),
     }
