@@ -173,33 +173,40 @@ fn exported_folder_loads_back_with_the_same_embeddings() {
     assert!(moved < 0.99999, "the exported model is the fine-tuned one, not the base ({moved})");
 }
 
-#[test]
-fn finetune_loop_lowers_validation_loss_and_is_reproducible() {
-    use habitlens::finetune::{FinetuneConfig, Targets};
+/// Fine-tunes the model on six texts of each class of the sample and validates on the other
+/// two of each; returns the run with the validation token ids and labels.
+fn finetune_six_two(
+    config: &habitlens::finetune::FinetuneConfig,
+) -> (habitlens::finetune::Finetuned, Vec<Vec<u32>>, Vec<u32>) {
+    use habitlens::finetune::Targets;
     let (texts, labels) = sample();
     let ids = token_ids(&texts);
-    // Train on six of each class, validate on the other two of each.
     let pick = |keep: &dyn Fn(usize) -> bool| -> (Vec<Vec<u32>>, Vec<u32>) {
         (0..texts.len()).filter(|&i| keep(i % 8)).map(|i| (ids[i].clone(), labels[i])).unzip()
     };
     let (train_ids, train_y) = pick(&|k| k < 6);
     let (val_ids, val_y) = pick(&|k| k >= 6);
+    let files = ModelFiles::resolve(&common::default_source()).unwrap();
+    let tuned = TrainableEncoder::load(&files, &Device::Cpu)
+        .unwrap()
+        .finetune(
+            (&train_ids, &Targets::Single(train_y)),
+            (&val_ids, &Targets::Single(val_y.clone())),
+            2,
+            config,
+            &mut |_| {},
+            &mut |_| {},
+        )
+        .unwrap();
+    (tuned, val_ids, val_y)
+}
+
+#[test]
+fn finetune_loop_lowers_validation_loss_and_is_reproducible() {
+    use habitlens::finetune::FinetuneConfig;
     let config =
         FinetuneConfig { epochs: 3, lr: 1e-4, batch_size: 4, patience: 3, ..Default::default() };
-    let run = || {
-        let files = ModelFiles::resolve(&common::default_source()).unwrap();
-        let encoder = TrainableEncoder::load(&files, &Device::Cpu).unwrap();
-        encoder
-            .finetune(
-                (&train_ids, &Targets::Single(train_y.clone())),
-                (&val_ids, &Targets::Single(val_y.clone())),
-                2,
-                &config,
-                &mut |_| {},
-                &mut |_| {},
-            )
-            .unwrap()
-    };
+    let run = || finetune_six_two(&config).0;
     let a = run();
     assert_eq!(a.epochs.len(), 3);
     assert!(a.epochs[2].train_loss < a.epochs[0].train_loss, "{:?}", a.epochs);
@@ -221,14 +228,7 @@ fn finetune_loop_lowers_validation_loss_and_is_reproducible() {
 
 #[test]
 fn selecting_by_score_keeps_the_most_accurate_epoch_and_scores_it_truly() {
-    use habitlens::finetune::{FinetuneConfig, Selection, Targets};
-    let (texts, labels) = sample();
-    let ids = token_ids(&texts);
-    let pick = |keep: &dyn Fn(usize) -> bool| -> (Vec<Vec<u32>>, Vec<u32>) {
-        (0..texts.len()).filter(|&i| keep(i % 8)).map(|i| (ids[i].clone(), labels[i])).unzip()
-    };
-    let (train_ids, train_y) = pick(&|k| k < 6);
-    let (val_ids, val_y) = pick(&|k| k >= 6);
+    use habitlens::finetune::{FinetuneConfig, Selection};
     let config = FinetuneConfig {
         epochs: 3,
         lr: 1e-4,
@@ -237,18 +237,7 @@ fn selecting_by_score_keeps_the_most_accurate_epoch_and_scores_it_truly() {
         select_by: Selection::Score,
         ..Default::default()
     };
-    let files = ModelFiles::resolve(&common::default_source()).unwrap();
-    let tuned = TrainableEncoder::load(&files, &Device::Cpu)
-        .unwrap()
-        .finetune(
-            (&train_ids, &Targets::Single(train_y)),
-            (&val_ids, &Targets::Single(val_y.clone())),
-            2,
-            &config,
-            &mut |_| {},
-            &mut |_| {},
-        )
-        .unwrap();
+    let (tuned, val_ids, val_y) = finetune_six_two(&config);
     // (score, loss) of the probe (epoch 0) and of each epoch.
     let mut figures = vec![(tuned.probe_val_score.unwrap(), tuned.probe_val_loss.unwrap())];
     figures.extend(tuned.epochs.iter().map(|e| (e.val_score.unwrap(), e.val_loss.unwrap())));

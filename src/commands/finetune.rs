@@ -336,7 +336,7 @@ pub(super) fn run(args: &TrainArgs, ui: Ui) -> anyhow::Result<()> {
     }
 
     // The folder: the encoder, the head, and embeddings to check a reload against, all staged
-    // beside `--output` and moved there once every file is written.
+    // (see `StagedFolder`) and moved to `--output` once every file is written.
     let write_ctx = || format!("writing the fine-tuned model to `{}`", args.output.display());
     let staged = crate::output::StagedFolder::new(&args.output).with_context(write_ctx)?;
     tuned.encoder.export(&files, staged.path()).with_context(write_ctx)?;

@@ -207,7 +207,8 @@ impl TrainableEncoder {
             };
             on_epoch(&report);
             reports.push(report);
-            // A probe whose validation loss could not be computed (NaN) loses to any epoch.
+            // Without validation nothing is compared (the last epoch is kept below); a probe
+            // whose figures could not be computed (NaN) loses to any epoch (`Checked::beats`).
             let Some(checked) = checked else { continue };
             if checked.beats(&best.0, config.select_by) {
                 best = (checked, epoch, snapshot(&all)?);
