@@ -376,11 +376,21 @@ fn contrastive_without_a_label_pair_and_an_output_below_a_file_are_usage_errors(
         &["train", &p(&data), "--label-column", "label", "--output", &p(&out), "--fine-tune"]
             .into_iter()
             .chain(["--contrastive", "--contrastive-epochs", "2", "--epochs", "1"])
+            .chain(["--contrastive-temperature", "0.1"])
             .chain(["--val-fraction", "0", "--max-seq-length", "16"])
             .collect::<Vec<_>>(),
     );
     assert!(stderr.contains("contrastive epoch 2/2: done"), "{stderr}");
-    assert!(stdout.contains("contrastive stage: 2 epoch(s)"), "{stdout}");
+    assert!(stdout.contains("contrastive stage: 2 epoch(s) at temperature 0.1"), "{stdout}");
+    let head: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("head.json")).unwrap()).unwrap();
+    assert_eq!(head["fine_tune"]["settings"]["contrastive_temperature"], 0.1, "{head}");
+    common::habitlens()
+        .args(["train", &p(&data), "--label-column", "label", "--output", &p(&out)])
+        .args(["--fine-tune", "--contrastive", "--contrastive-temperature", "0"])
+        .assert()
+        .code(2)
+        .stderr(predicates::str::contains("`--contrastive-temperature` must be above 0"));
     let file = dir.path().join("a-file");
     std::fs::write(&file, "x").unwrap();
     common::habitlens()

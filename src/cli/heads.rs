@@ -174,6 +174,16 @@ pub struct TrainArgs {
         help_heading = "Fine-tuning"
     )]
     pub contrastive_epochs: usize,
+    /// Temperature of the `--contrastive` loss: cosine similarities are divided by it before
+    /// the softmax, so a lower value pushes harder on the nearest wrong-label texts.
+    #[arg(
+        long,
+        value_name = "T",
+        default_value_t = crate::finetune::contrastive::TEMPERATURE,
+        requires = "contrastive",
+        help_heading = "Fine-tuning"
+    )]
+    pub contrastive_temperature: f64,
     /// Longest text in tokens while fine-tuning (longer texts are cut); the model's own limit
     /// by default. It is written into the exported folder, so the folder embeds as it trained.
     #[arg(long, value_name = "N", requires = "fine_tune", help_heading = "Fine-tuning")]

@@ -208,6 +208,7 @@ pub(super) fn run(args: &TrainArgs, ui: Ui) -> anyhow::Result<()> {
         patience: args.patience(),
         seed: args.seed,
         contrastive_epochs: if args.contrastive { args.contrastive_epochs } else { 0 },
+        contrastive_temperature: args.contrastive_temperature,
         dropout: args.dropout,
         select_by: args.select_by.into(),
     };
@@ -451,8 +452,9 @@ pub(super) fn run(args: &TrainArgs, ui: Ui) -> anyhow::Result<()> {
         let losses: Vec<String> =
             tuned.contrastive_losses.iter().map(|l| format!("{l:.4}")).collect();
         sayln!(
-            "contrastive stage: {} epoch(s), {:.1} s, loss per epoch {}",
+            "contrastive stage: {} epoch(s) at temperature {}, {:.1} s, loss per epoch {}",
             losses.len(),
+            config.contrastive_temperature,
             tuned.contrastive_seconds,
             losses.join(", ")
         )?;

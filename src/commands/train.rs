@@ -220,6 +220,12 @@ pub(super) fn check_flags(args: &TrainArgs) -> Result<(), UsageError> {
         if args.contrastive && args.contrastive_epochs == 0 {
             return fail("`--contrastive-epochs` must be at least 1".into());
         }
+        if !(args.contrastive_temperature > 0.0 && args.contrastive_temperature.is_finite()) {
+            return fail(format!(
+                "`--contrastive-temperature` must be above 0, got {}",
+                args.contrastive_temperature
+            ));
+        }
     }
     Ok(())
 }

@@ -13,7 +13,7 @@ use candle_core::{D, DType, Device, Tensor};
 
 use crate::rng::SplitMix;
 
-/// Temperature of the similarity softmax (cosines are divided by it).
+/// Default temperature of the similarity softmax (cosines are divided by it).
 pub const TEMPERATURE: f64 = 0.05;
 
 /// One epoch of batches for single-label `classes`: the texts of each label are shuffled and
@@ -63,15 +63,19 @@ pub fn paired_texts(classes: &[u32]) -> usize {
 
 /// Supervised contrastive loss of a batch: `embeddings` (batch, dimension), L2-normalised, and
 /// the class of each row. For each row with at least one same-class partner, the mean over its
-/// partners of −log softmax (over all other rows) of cosine / [`TEMPERATURE`]; averaged over
+/// partners of −log softmax (over all other rows) of cosine / `temperature`; averaged over
 /// those rows.
 ///
 /// # Errors
 /// Fails when a tensor operation fails or no row has a partner.
-pub fn loss(embeddings: &Tensor, classes: &[u32]) -> candle_core::Result<Tensor> {
+pub fn loss(
+    embeddings: &Tensor,
+    classes: &[u32],
+    temperature: f64,
+) -> candle_core::Result<Tensor> {
     let n = classes.len();
     let device = embeddings.device();
-    let sims = (embeddings.matmul(&embeddings.t()?)? / TEMPERATURE)?;
+    let sims = (embeddings.matmul(&embeddings.t()?)? / temperature)?;
     // A row is not its own candidate.
     let eye = Tensor::eye(n, DType::F32, device)?;
     let sims = (sims - (eye * 1e4)?)?;
@@ -139,10 +143,15 @@ mod tests {
         let classes = [0, 0, 1, 1];
         let together = v(&[[1.0, 0.0], [1.0, 0.0], [0.0, 1.0], [0.0, 1.0]]);
         let crossed = v(&[[1.0, 0.0], [0.0, 1.0], [1.0, 0.0], [0.0, 1.0]]);
-        let low = loss(&together, &classes).unwrap().to_scalar::<f32>().unwrap();
-        let high = loss(&crossed, &classes).unwrap().to_scalar::<f32>().unwrap();
+        let low = loss(&together, &classes, TEMPERATURE).unwrap().to_scalar::<f32>().unwrap();
+        let high = loss(&crossed, &classes, TEMPERATURE).unwrap().to_scalar::<f32>().unwrap();
         assert!(low < 1e-3, "partners identical, others orthogonal: {low}");
         assert!(high > 10.0, "partners orthogonal, others identical: {high}");
-        assert!(loss(&together, &[0, 1, 2, 3]).is_err(), "nobody has a partner");
+        assert!(loss(&together, &[0, 1, 2, 3], TEMPERATURE).is_err(), "nobody has a partner");
+        // At temperature 1 each row weighs its partner (cosine 0) against one text at cosine 1
+        // and one at 0: −log(1 / (1 + e + 1)).
+        let at_one = loss(&crossed, &classes, 1.0).unwrap().to_scalar::<f32>().unwrap();
+        let expected = (2.0 + std::f32::consts::E).ln();
+        assert!((at_one - expected).abs() < 1e-5, "{at_one} against {expected}");
     }
 }

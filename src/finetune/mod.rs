@@ -269,6 +269,9 @@ pub struct FinetuneConfig {
     /// Epochs of the contrastive first stage (single-label only); 0 skips it.
     #[serde(default)]
     pub contrastive_epochs: usize,
+    /// Temperature of the contrastive loss (see [`contrastive::loss`]).
+    #[serde(default = "default_temperature")]
+    pub contrastive_temperature: f64,
     /// Dropout probability inside the encoder while training (hidden states and attention
     /// weights); BERT checkpoints are trained with 0.1.
     #[serde(default)]
@@ -291,6 +294,10 @@ pub enum Selection {
     Score,
 }
 
+fn default_temperature() -> f64 {
+    contrastive::TEMPERATURE
+}
+
 impl Default for FinetuneConfig {
     fn default() -> Self {
         Self {
@@ -303,6 +310,7 @@ impl Default for FinetuneConfig {
             patience: 2,
             seed: 42,
             contrastive_epochs: 0,
+            contrastive_temperature: contrastive::TEMPERATURE,
             dropout: 0.1,
             select_by: Selection::Loss,
         }
