@@ -68,11 +68,7 @@ pub fn paired_texts(classes: &[u32]) -> usize {
 ///
 /// # Errors
 /// Fails when a tensor operation fails or no row has a partner.
-pub fn loss(
-    embeddings: &Tensor,
-    classes: &[u32],
-    temperature: f64,
-) -> candle_core::Result<Tensor> {
+pub fn loss(embeddings: &Tensor, classes: &[u32], temperature: f64) -> candle_core::Result<Tensor> {
     let n = classes.len();
     let device = embeddings.device();
     let sims = (embeddings.matmul(&embeddings.t()?)? / temperature)?;

@@ -287,7 +287,8 @@ impl TrainableEncoder {
                 let batch_classes: Vec<u32> = batch.iter().map(|&i| classes[i]).collect();
                 let (pooled, rows) = self.forward_rows(&ids, Some(dropout))?;
                 let pooled = if self.info.normalize { pooled } else { l2_normalize(&pooled)? };
-                let loss = contrastive::loss(&pooled, &batch_classes, config.contrastive_temperature)?;
+                let loss =
+                    contrastive::loss(&pooled, &batch_classes, config.contrastive_temperature)?;
                 sum += f64::from(loss.to_scalar::<f32>()?) * batch.len() as f64;
                 texts += batch.len();
                 opt.step(&loss, &rows, scheduled(config.lr, step, warmup, total))?;
