@@ -52,6 +52,6 @@ if [ -n "$memory_rows" ] && [ -n "${TINY:-}" ]; then
   memory_models=(--memory-model "tiny-random-bert=$work/tiny-model")
 fi
 
-HF_HUB_OFFLINE=1 bench/.venv/bin/python bench/embed_speed.py "${memory_models[@]}" --habitlens target/release/habitlens \
+HF_HUB_OFFLINE=1 bench/.venv/bin/python bench/embed_speed.py "${memory_models[@]}" --habitlens "${CARGO_TARGET_DIR:-target}/release/habitlens" \
   --model-dir "$model_dir" --onnx "$work/model.onnx" --corpus "$work/corpus.txt" --work "$work" \
   --threads "${THREADS:-$(nproc)}" --batch "${BATCH:-32}" --memory-rows "$memory_rows"

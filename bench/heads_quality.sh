@@ -14,7 +14,7 @@ if [ ! -x bench/.venv/bin/python ]; then python3 -m venv bench/.venv; fi
 bench/.venv/bin/pip install -q --disable-pip-version-check numpy scikit-learn
 
 cargo build --release --quiet
-hl=target/release/habitlens
+hl="${CARGO_TARGET_DIR:-target}/release/habitlens"
 python3 bench/heads_data.py ../shared/data "$work"
 export HABITLENS_CACHE="$work/cache"
 rm -rf "$HABITLENS_CACHE"  # so the first training run of each dataset includes embedding

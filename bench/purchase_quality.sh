@@ -23,7 +23,7 @@ if [ ! -x bench/.venv/bin/python ]; then
 fi
 py=bench/.venv/bin/python
 cargo build --release --quiet
-hl="target/release/habitlens --quiet purchase"
+hl="${CARGO_TARGET_DIR:-target}/release/habitlens --quiet purchase"
 
 # 1. Online Shoppers.
 $py bench/purchase_split.py ../shared/data/uci_online_shoppers_intention/online_shoppers_intention.train80.csv \

@@ -12,6 +12,6 @@ mkdir -p "$work"
 
 python3 bench/semeval_to_csv.py ../shared/data/semeval2014_absa/Restaurants_Train_v2.xml "$work/gold.csv"
 cargo build --release --quiet
-target/release/habitlens analyze "$work/gold.csv" --text-column text --id-column id \
+"${CARGO_TARGET_DIR:-target}"/release/habitlens analyze "$work/gold.csv" --text-column text --id-column id \
   --taxonomy models/semeval2014-restaurants.toml --output-dir "$work" --quiet > "$work/table.txt"
 python3 bench/score_zeroshot.py "$work/rows.csv" "$work/gold.csv" aspects
