@@ -385,12 +385,16 @@ fn contrastive_without_a_label_pair_and_an_output_below_a_file_are_usage_errors(
     let head: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(out.join("head.json")).unwrap()).unwrap();
     assert_eq!(head["fine_tune"]["settings"]["contrastive_temperature"], 0.1, "{head}");
-    common::habitlens()
-        .args(["train", &p(&data), "--label-column", "label", "--output", &p(&out)])
-        .args(["--fine-tune", "--contrastive", "--contrastive-temperature", "0"])
-        .assert()
-        .code(2)
-        .stderr(predicates::str::contains("`--contrastive-temperature` must be above 0"));
+    for bad in ["0", "-1", "1e-5", "nan", "inf"] {
+        common::habitlens()
+            .args(["train", &p(&data), "--label-column", "label", "--output", &p(&out)])
+            .args(["--fine-tune", "--contrastive", "--contrastive-temperature", bad])
+            .assert()
+            .code(2)
+            .stderr(predicates::str::contains(
+                "`--contrastive-temperature` must be a finite number of at least 0.001",
+            ));
+    }
     let file = dir.path().join("a-file");
     std::fs::write(&file, "x").unwrap();
     common::habitlens()

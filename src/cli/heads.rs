@@ -175,11 +175,13 @@ pub struct TrainArgs {
     )]
     pub contrastive_epochs: usize,
     /// Temperature of the `--contrastive` loss: cosine similarities are divided by it before
-    /// the softmax, so a lower value pushes harder on the nearest wrong-label texts.
+    /// the softmax, so a lower value pushes harder on the nearest wrong-label texts (at least
+    /// 0.001).
     #[arg(
         long,
         value_name = "T",
         default_value_t = crate::finetune::contrastive::TEMPERATURE,
+        allow_negative_numbers = true,
         requires = "contrastive",
         help_heading = "Fine-tuning"
     )]

@@ -9,6 +9,7 @@ use sha2::{Digest, Sha256};
 use super::{Ui, UsageError, load_embedder, text_progress, warn_truncated};
 use crate::cli::InputArgs;
 use crate::cli::heads::{CacheArgs, ClassWeights, TrainArgs};
+use crate::finetune::contrastive;
 use crate::heads::cache::{EmbeddingCache, embed_cached, hex};
 use crate::heads::format::{BaseModel, DataSeen, HeadMeta, TrainingSettings};
 use crate::heads::labels::{LabelledData, RawRow, TaskKind};
@@ -220,10 +221,12 @@ pub(super) fn check_flags(args: &TrainArgs) -> Result<(), UsageError> {
         if args.contrastive && args.contrastive_epochs == 0 {
             return fail("`--contrastive-epochs` must be at least 1".into());
         }
-        if !(args.contrastive_temperature > 0.0 && args.contrastive_temperature.is_finite()) {
+        let temperature = args.contrastive_temperature;
+        if !(temperature >= contrastive::MIN_TEMPERATURE && temperature.is_finite()) {
             return fail(format!(
-                "`--contrastive-temperature` must be above 0, got {}",
-                args.contrastive_temperature
+                "`--contrastive-temperature` must be a finite number of at least {}, got \
+                 {temperature}",
+                contrastive::MIN_TEMPERATURE
             ));
         }
     }

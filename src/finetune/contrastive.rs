@@ -16,6 +16,9 @@ use crate::rng::SplitMix;
 /// Default temperature of the similarity softmax (cosines are divided by it).
 pub const TEMPERATURE: f64 = 0.05;
 
+/// The lowest temperature accepted: cosines divided by it stay far inside `f32`.
+pub const MIN_TEMPERATURE: f64 = 1e-3;
+
 /// One epoch of batches for single-label `classes`: the texts of each label are shuffled and
 /// cut into pairs, the pairs are shuffled and packed into batches of about `batch_size` texts,
 /// so that every text with a same-label partner sits next to it. A label's odd text out joins
@@ -72,9 +75,10 @@ pub fn loss(embeddings: &Tensor, classes: &[u32], temperature: f64) -> candle_co
     let n = classes.len();
     let device = embeddings.device();
     let sims = (embeddings.matmul(&embeddings.t()?)? / temperature)?;
-    // A row is not its own candidate.
+    // A row is not its own candidate: its entry drops far below every other, which lie within
+    // ±1/temperature, so its softmax weight is exactly 0 at any temperature.
     let eye = Tensor::eye(n, DType::F32, device)?;
-    let sims = (sims - (eye * 1e4)?)?;
+    let sims = (sims - (eye * (2.0 / temperature + 1e4))?)?;
     let log_prob = candle_nn::ops::log_softmax(&sims, D::Minus1)?;
     let (partners, weights) = partner_weights(classes, device)?;
     if partners == 0 {
@@ -149,5 +153,10 @@ mod tests {
         let at_one = loss(&crossed, &classes, 1.0).unwrap().to_scalar::<f32>().unwrap();
         let expected = (2.0 + std::f32::consts::E).ln();
         assert!((at_one - expected).abs() < 1e-5, "{at_one} against {expected}");
+        // At the lowest temperature a row still does not count itself: partners identical,
+        // others orthogonal gives a loss of 0.
+        let coldest =
+            loss(&together, &classes, MIN_TEMPERATURE).unwrap().to_scalar::<f32>().unwrap();
+        assert!(coldest.abs() < 1e-3, "{coldest}");
     }
 }
