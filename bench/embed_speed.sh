@@ -12,6 +12,8 @@
 # TINY=1 runs the memory check with a tiny random encoder (bench/tiny_model.py) instead of the
 # default model, so that 200,000 rows are practical.
 set -euo pipefail
+# A relative CARGO_TARGET_DIR means the caller's folder, as it does for cargo there.
+if [ -n "${CARGO_TARGET_DIR:-}" ]; then export CARGO_TARGET_DIR="$(realpath -m "$CARGO_TARGET_DIR")"; fi
 cd "$(dirname "$0")/.."
 texts="${1:-2000}"
 memory_rows="${2:-}"

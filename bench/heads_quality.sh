@@ -6,6 +6,8 @@
 # Usage: bench/heads_quality.sh   (needs ../shared/data and the model in HF_HOME)
 # Creates bench/.venv (numpy, scikit-learn) on first use. Prints one table.
 set -euo pipefail
+# A relative CARGO_TARGET_DIR means the caller's folder, as it does for cargo there.
+if [ -n "${CARGO_TARGET_DIR:-}" ]; then export CARGO_TARGET_DIR="$(realpath -m "$CARGO_TARGET_DIR")"; fi
 cd "$(dirname "$0")/.."
 if [ -z "${HF_HOME:-}" ] && [ -d ../shared/hf-home ]; then export HF_HOME="$PWD/../shared/hf-home"; fi
 work="${BENCH_OUT:-bench/out}/heads"

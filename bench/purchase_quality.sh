@@ -13,6 +13,8 @@
 # scikit-learn is installed into bench/.venv on first use). About 3 minutes on 2 cores, most
 # of it embedding the reviews.
 set -euo pipefail
+# A relative CARGO_TARGET_DIR means the caller's folder, as it does for cargo there.
+if [ -n "${CARGO_TARGET_DIR:-}" ]; then export CARGO_TARGET_DIR="$(realpath -m "$CARGO_TARGET_DIR")"; fi
 cd "$(dirname "$0")/.."
 if [ -z "${HF_HOME:-}" ] && [ -d ../shared/hf-home ]; then export HF_HOME="$PWD/../shared/hf-home"; fi
 work="${BENCH_OUT:-bench/out}/purchase"
