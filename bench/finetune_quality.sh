@@ -7,8 +7,8 @@
 # Usage: bench/finetune_quality.sh [full] [full-extra] [few] [few-draws] [few-tune] [semeval]
 #          (default: full, few and semeval)
 #   full     Banking77, the whole training cut (8,005 rows), default settings (3 epochs)
-#   full-extra  the same with --epochs 5 --lr 1e-4, and with --epochs 5 --patience 5 (the
-#            epoch kept by validation loss, then by validation accuracy: --select-by score)
+#   full-extra  the same with --epochs 5 --patience 5 (the epoch kept by validation loss),
+#            with --epochs 5 --lr 1e-4, and with --epochs 5 --patience 5 --select-by score
 #   few      Banking77, 8 examples per intent drawn from the training cut (seed 1), fine-tuned
 #            with and without --contrastive: 8 epochs with validation, and 3 epochs without
 #            (--val-fraction 0); and the contrastive stage with a probe alone (--epochs 0)
@@ -21,6 +21,8 @@
 # Needs ../shared/data and the model in HF_HOME; creates bench/.venv (numpy, scikit-learn,
 # sentence-transformers) on first use. Prints one table; files are in bench/out/finetune.
 set -euo pipefail
+# A relative CARGO_TARGET_DIR means the caller's folder, as it does for cargo there.
+if [ -n "${CARGO_TARGET_DIR:-}" ]; then export CARGO_TARGET_DIR="$(realpath -m "$CARGO_TARGET_DIR")"; fi
 cd "$(dirname "$0")/.."
 if [ -z "${HF_HOME:-}" ] && [ -d ../shared/hf-home ]; then export HF_HOME="$PWD/../shared/hf-home"; fi
 cases=("$@")
@@ -96,9 +98,9 @@ for case in "${cases[@]}"; do
       ;;
     full-extra)
       # Longer and faster schedules than the default, about 35 minutes each here.
-      run banking77-finetune-lr1e-4 "$b/train.csv" "$b/test.csv" --fine-tune --epochs 5 --lr 1e-4
       run banking77-finetune-5epochs "$b/train.csv" "$b/test.csv" --fine-tune --epochs 5 \
         --patience 5
+      run banking77-finetune-lr1e-4 "$b/train.csv" "$b/test.csv" --fine-tune --epochs 5 --lr 1e-4
       run banking77-finetune-5epochs-score "$b/train.csv" "$b/test.csv" --fine-tune --epochs 5 \
         --patience 5 --select-by score
       ;;
@@ -176,7 +178,7 @@ for line in open(sys.argv[1]):
     latest[r["name"]] = r
 print("held-out 20% cut (runs named *-val-*: 1,000 validation rows of the training cut); "
       "accuracy (micro-F1 for semeval), macro-F1 in brackets")
-print(f"{'run':30} {'score':>15} {'epochs':>7} {'s/epoch':>9} {'s/step':>7} {'peak MB':>8}  options")
+print(f"{'run':36} {'score':>15} {'epochs':>7} {'s/epoch':>9} {'s/step':>7} {'peak MB':>8}  options")
 for name, r in latest.items():
     rep = r["report"]
     main = rep.get("accuracy", rep.get("micro_f1"))
@@ -187,9 +189,9 @@ for name, r in latest.items():
     step = f"{r['s_per_step']:.2f}" if r.get("s_per_step") else "-"
     peak = f"{r['peak_mb']:.0f}" if r.get("peak_mb") else "-"
     epochs = f"{r['best_epoch']}/{r['epochs_run']}" if ep else "-"
-    print(f"{name:30} {main:.3f} ({rep['macro_f1']:.3f}) {epochs:>7} {per:>9} {step:>7} {peak:>8}  "
+    print(f"{name:36} {main:.3f} ({rep['macro_f1']:.3f}) {epochs:>7} {per:>9} {step:>7} {peak:>8}  "
           f"{r['options']}")
     if r.get("sentence_transformers_cosine") is not None:
-        print(f"{'':30} loaded in sentence-transformers: lowest cosine "
+        print(f"{'':36} loaded in sentence-transformers: lowest cosine "
               f"{r['sentence_transformers_cosine']:.6f}")
 PY
