@@ -103,7 +103,7 @@ enum Encoder {
 pub struct Embedder {
     encoder: Encoder,
     tokenizer: Tokenizer,
-    info: ModelInfo,
+    files: ModelFiles,
     device: Device,
     batch_size: usize,
 }
@@ -182,7 +182,7 @@ impl Embedder {
         Ok(Self {
             encoder,
             tokenizer,
-            info: files.info.clone(),
+            files: files.clone(),
             device: device.clone(),
             batch_size: DEFAULT_BATCH_SIZE,
         })
@@ -197,7 +197,12 @@ impl Embedder {
 
     /// What the model says about itself.
     pub fn info(&self) -> &ModelInfo {
-        &self.info
+        &self.files.info
+    }
+
+    /// The files the model was loaded from.
+    pub fn files(&self) -> &ModelFiles {
+        &self.files
     }
 
     /// The device the encoder runs on.
@@ -223,7 +228,7 @@ impl Embedder {
         texts: &[S],
         progress: &mut dyn FnMut(usize),
     ) -> Result<Embeddings, EmbedError> {
-        let dimension = self.info.dimension;
+        let dimension = self.files.info.dimension;
         let inputs: Vec<&str> = texts.iter().map(AsRef::as_ref).collect();
         let encodings = self.tokenizer.encode_batch(inputs, true).map_err(EmbedError::Tokenize)?;
         let token_counts: Vec<usize> = encodings.iter().map(|e| e.get_ids().len()).collect();
@@ -252,13 +257,13 @@ impl Embedder {
     /// Pools packed hidden states (one row per token, texts one after another) into one
     /// vector per text, normalised when the model says so.
     fn pool_packed(&self, hidden: &[f32], ids: &[&[u32]]) -> Vec<f32> {
-        let dim = self.info.dimension;
+        let dim = self.files.info.dimension;
         let mut out = Vec::with_capacity(ids.len() * dim);
         let mut start = 0;
         for text in ids {
             let rows = &hidden[start * dim..(start + text.len()) * dim];
-            let mut v = self.info.pooling.pool_rows(rows, dim);
-            if self.info.normalize {
+            let mut v = self.files.info.pooling.pool_rows(rows, dim);
+            if self.files.info.normalize {
                 crate::model::l2_normalize_in_place(&mut v);
             }
             out.extend(v);
@@ -273,8 +278,8 @@ impl Embedder {
         let flat = Tensor::from_vec(flat, (ids.len(), seq_len), &self.device)?;
         let mask = Tensor::from_vec(mask, (ids.len(), seq_len), &self.device)?;
         let hidden = model.forward(&flat, &mask)?;
-        let mut pooled = self.info.pooling.apply(&hidden, &mask)?;
-        if self.info.normalize {
+        let mut pooled = self.files.info.pooling.apply(&hidden, &mask)?;
+        if self.files.info.normalize {
             pooled = l2_normalize(&pooled)?;
         }
         Ok(pooled.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?)

@@ -55,10 +55,8 @@ fn per_head_path(path: &Path, head: &str, several: bool) -> PathBuf {
 }
 
 pub(super) fn run(args: &EvaluateArgs, ui: Ui) -> anyhow::Result<()> {
-    let (embedder, own_encoder) = load_embedder_for_heads(&args.model, &args.heads)?;
-    // A fine-tuned folder is a local model whose weights change when it is trained again into
-    // the same folder, and the cache key cannot tell: its embeddings are not cached.
-    let cache = if own_encoder.is_some() { None } else { cache_from_args(&args.cache) };
+    let (embedder, _) = load_embedder_for_heads(&args.model, &args.heads)?;
+    let cache = cache_from_args(&args.cache);
     let several = args.heads.len() > 1;
     for dir in &args.heads {
         let head = Head::load(dir)?;

@@ -2,8 +2,10 @@
 //! settings does not embed the data again.
 //!
 //! One file per (model, revision, texts): `<dir>/embeddings/<key>.f32`, where the key is the
-//! SHA-256 of the model id, revision, dimension, pooling, normalisation and sequence limit and of
-//! every text in order (length-prefixed). The file is an 8-byte magic `HLEMB001`, the row count
+//! SHA-256 of the model id, revision, dimension, pooling, normalisation and sequence limit, of
+//! the digest of the model's files when it is a local folder (whose revision is always `local`,
+//! so a folder trained again in place gets new keys), and of every text in order
+//! (length-prefixed). The file is an 8-byte magic `HLEMB001`, the row count
 //! and the dimension as little-endian u64, then the float32 matrix. Files are written atomically;
 //! one that is unreadable or of the wrong size is ignored (with a warning) and rewritten. The
 //! folder is `--cache-dir`, else `HABITLENS_CACHE`, else `$XDG_CACHE_HOME/habitlens`, else
@@ -61,17 +63,20 @@ impl EmbeddingCache {
         &self.dir
     }
 
-    /// The key of `texts` embedded by the model `info` describes.
-    pub fn key<S: AsRef<str>>(info: &ModelInfo, texts: &[S]) -> String {
+    /// The key of `texts` embedded by the model `info` describes; `content` is the digest of
+    /// the model's files ([`crate::model::ModelFiles::content_digest`]), needed for a local
+    /// folder.
+    pub fn key<S: AsRef<str>>(info: &ModelInfo, content: Option<&str>, texts: &[S]) -> String {
         let mut h = Sha256::new();
         let model = format!(
-            "{}\n{}\n{}\n{:?}\n{}\n{}\n",
+            "{}\n{}\n{}\n{:?}\n{}\n{}\n{}\n",
             info.id,
             info.revision,
             info.dimension,
             info.pooling,
             info.normalize,
-            info.max_seq_length
+            info.max_seq_length,
+            content.unwrap_or("")
         );
         h.update(model.as_bytes());
         for t in texts {
@@ -138,7 +143,25 @@ pub fn embed_cached<S: AsRef<str> + Sync>(
     progress: &mut dyn FnMut(usize),
 ) -> Result<CachedEmbeddings, EmbedError> {
     let info = embedder.info();
-    let key = cache.map(|_| EmbeddingCache::key(info, texts));
+    let key = cache.and_then(|cache| {
+        // A local folder keeps its path and the revision `local` when its files change.
+        let content = if info.revision == "local" {
+            match embedder.files().content_digest() {
+                Ok(digest) => Some(digest),
+                Err(err) => {
+                    tracing::warn!(
+                        "cannot read the model files to key the embedding cache in `{}`: {err}; \
+                         embedding without the cache",
+                        cache.dir().display()
+                    );
+                    return None;
+                }
+            }
+        } else {
+            None
+        };
+        Some(EmbeddingCache::key(info, content.as_deref(), texts))
+    });
     if let (Some(cache), Some(key)) = (cache, &key)
         && let Some(data) = cache.load(key, texts.len(), info.dimension)
     {
@@ -183,10 +206,15 @@ mod tests {
 
     #[test]
     fn key_depends_on_model_revision_and_every_text() {
-        let a = EmbeddingCache::key(&info("r1"), &["ab", "c"]);
-        assert_eq!(a, EmbeddingCache::key(&info("r1"), &["ab", "c"]));
-        assert_ne!(a, EmbeddingCache::key(&info("r2"), &["ab", "c"]));
-        assert_ne!(a, EmbeddingCache::key(&info("r1"), &["a", "bc"]), "texts are length-prefixed");
+        let a = EmbeddingCache::key(&info("r1"), None, &["ab", "c"]);
+        assert_eq!(a, EmbeddingCache::key(&info("r1"), None, &["ab", "c"]));
+        assert_ne!(a, EmbeddingCache::key(&info("r2"), None, &["ab", "c"]));
+        assert_ne!(a, EmbeddingCache::key(&info("r1"), Some("d"), &["ab", "c"]), "file digest");
+        assert_ne!(
+            a,
+            EmbeddingCache::key(&info("r1"), None, &["a", "bc"]),
+            "texts are length-prefixed"
+        );
         assert_eq!(a.len(), 64);
     }
 

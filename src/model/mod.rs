@@ -138,6 +138,8 @@ pub struct ModelInfo {
 pub struct ModelFiles {
     /// Parsed `config.json`.
     pub config: BertConfig,
+    /// `config.json`.
+    pub config_path: PathBuf,
     /// `tokenizer.json`.
     pub tokenizer: PathBuf,
     /// `model.safetensors`.
@@ -249,7 +251,24 @@ impl ModelFiles {
             max_seq_length,
             "model resolved"
         );
-        Ok(Self { config, tokenizer, weights, info })
+        Ok(Self { config, config_path, tokenizer, weights, info })
+    }
+
+    /// A SHA-256 digest (lower-case hex) of the configuration, tokenizer and weights files,
+    /// which tells two versions of a local folder apart where its path and the revision
+    /// `local` cannot. Reads every byte of the weights (about 0.3 s for all-MiniLM-L6-v2).
+    ///
+    /// # Errors
+    /// Fails when one of the files cannot be read.
+    pub fn content_digest(&self) -> std::io::Result<String> {
+        use sha2::{Digest, Sha256};
+        let mut hasher = Sha256::new();
+        for path in [&self.config_path, &self.tokenizer, &self.weights] {
+            let mut file = std::fs::File::open(path)?;
+            hasher.update(file.metadata()?.len().to_le_bytes());
+            std::io::copy(&mut file, &mut hasher)?;
+        }
+        Ok(crate::heads::cache::hex(&hasher.finalize()))
     }
 }
 
