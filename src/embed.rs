@@ -94,6 +94,34 @@ pub enum Engine {
     Candle,
 }
 
+/// Runs `pass` over texts in batches of `batch_size` texts of similar length, longest first (so
+/// the first batch shows the peak memory early), and puts each of the `dimension`-wide rows it
+/// returns (one per text of the batch, in the batch's order) back at its text's place: texts ×
+/// dimension, row-major. `progress` hears each batch's size once it is done.
+///
+/// # Errors
+/// The first error of `pass`.
+pub fn in_length_order<E>(
+    lengths: &[usize],
+    batch_size: usize,
+    dimension: usize,
+    progress: &mut dyn FnMut(usize),
+    mut pass: impl FnMut(&[usize]) -> Result<Vec<f32>, E>,
+) -> Result<Vec<f32>, E> {
+    let mut order: Vec<usize> = (0..lengths.len()).collect();
+    order.sort_by_key(|&i| std::cmp::Reverse(lengths[i]));
+    let mut data = vec![0f32; lengths.len() * dimension];
+    for batch in order.chunks(batch_size.max(1)) {
+        let rows = pass(batch)?;
+        for (row, &i) in batch.iter().enumerate() {
+            data[i * dimension..(i + 1) * dimension]
+                .copy_from_slice(&rows[row * dimension..(row + 1) * dimension]);
+        }
+        progress(batch.len());
+    }
+    Ok(data)
+}
+
 enum Encoder {
     Packed(PackedBert),
     Candle(BertModel),
@@ -234,23 +262,13 @@ impl Embedder {
         let token_counts: Vec<usize> = encodings.iter().map(|e| e.get_ids().len()).collect();
         let truncated = encodings.iter().filter(|e| !e.get_overflowing().is_empty()).count();
 
-        // Longest first, so the first batch shows the peak memory early.
-        let mut order: Vec<usize> = (0..encodings.len()).collect();
-        order.sort_by_key(|&i| std::cmp::Reverse(token_counts[i]));
-
-        let mut data = vec![0f32; texts.len() * dimension];
-        for batch in order.chunks(self.batch_size) {
+        let data = in_length_order(&token_counts, self.batch_size, dimension, progress, |batch| {
             let ids: Vec<&[u32]> = batch.iter().map(|&i| encodings[i].get_ids()).collect();
-            let pooled = match &self.encoder {
+            Ok::<_, EmbedError>(match &self.encoder {
                 Encoder::Packed(model) => self.pool_packed(&model.forward(&ids), &ids),
                 Encoder::Candle(model) => self.pool_padded(model, &ids)?,
-            };
-            for (row, &i) in batch.iter().enumerate() {
-                data[i * dimension..(i + 1) * dimension]
-                    .copy_from_slice(&pooled[row * dimension..(row + 1) * dimension]);
-            }
-            progress(batch.len());
-        }
+            })
+        })?;
         Ok(Embeddings { data, dimension, token_counts, truncated })
     }
 
@@ -283,5 +301,27 @@ impl Embedder {
             pooled = l2_normalize(&pooled)?;
         }
         Ok(pooled.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rows_come_back_in_text_order_and_batches_run_longest_first() {
+        let lengths = [3, 9, 1, 9, 5];
+        let mut seen = Vec::new();
+        let mut done = 0;
+        let data = in_length_order(&lengths, 2, 2, &mut |n| done += n, |batch| {
+            seen.push(batch.to_vec());
+            Ok::<_, ()>(batch.iter().flat_map(|&i| [i as f32, lengths[i] as f32]).collect())
+        })
+        .unwrap();
+        assert_eq!(seen, [vec![1, 3], vec![4, 0], vec![2]]);
+        assert_eq!(data, [0.0, 3.0, 1.0, 9.0, 2.0, 1.0, 3.0, 9.0, 4.0, 5.0]);
+        assert_eq!(done, 5);
+        let failed = in_length_order(&lengths, 2, 2, &mut |_| {}, |_| Err::<Vec<f32>, _>("no"));
+        assert_eq!(failed, Err("no"));
     }
 }

@@ -23,6 +23,7 @@ use std::path::Path;
 use candle_core::{DType, Device, Tensor, Var};
 use candle_nn::{VarBuilder, VarMap};
 
+use crate::embed::in_length_order;
 use crate::model::{BertModel, Dropout, ModelError, ModelFiles, ModelInfo, Pass, l2_normalize};
 use optim::WordRows;
 
@@ -199,16 +200,15 @@ impl TrainableEncoder {
     }
 
     /// Embeddings of token-id sequences without gradients, with the fast inference kernels,
-    /// rows × dimension, row-major. Texts run in passes of 32 of similar length.
+    /// rows × dimension, row-major. Texts run in passes of 32 of similar length
+    /// ([`in_length_order`]).
     ///
     /// # Errors
     /// Fails when a tensor operation fails.
     pub fn embed(&self, ids: &[Vec<u32>]) -> Result<Vec<f32>, FinetuneError> {
         let dim = self.info.dimension;
-        let mut order: Vec<usize> = (0..ids.len()).collect();
-        order.sort_by_key(|&i| ids[i].len());
-        let mut out = vec![0f32; ids.len() * dim];
-        for chunk in order.chunks(32) {
+        let lengths: Vec<usize> = ids.iter().map(Vec::len).collect();
+        in_length_order(&lengths, 32, dim, &mut |_| {}, |chunk| {
             let batch: Vec<&[u32]> = chunk.iter().map(|&i| ids[i].as_slice()).collect();
             let (flat, mask, seq_len) = self.pad(&batch)?;
             let flat = Tensor::from_vec(flat, batch.len() * seq_len, &self.device)?;
@@ -218,12 +218,8 @@ impl TrainableEncoder {
                 dim,
             ))?;
             let hidden = self.model.forward_words(&words, &mask, Pass::Inference)?.detach();
-            let pooled = self.pool(&hidden, &mask)?.flatten_all()?.to_vec1::<f32>()?;
-            for (k, &i) in chunk.iter().enumerate() {
-                out[i * dim..(i + 1) * dim].copy_from_slice(&pooled[k * dim..(k + 1) * dim]);
-            }
-        }
-        Ok(out)
+            Ok(self.pool(&hidden, &mask)?.flatten_all()?.to_vec1::<f32>()?)
+        })
     }
 
     /// Writes a complete sentence-transformers folder: the trained weights as
