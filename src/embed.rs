@@ -132,6 +132,8 @@ pub struct Embedder {
     encoder: Encoder,
     tokenizer: Tokenizer,
     files: ModelFiles,
+    /// [`ModelFiles::content_digest`], once computed.
+    digest: std::sync::OnceLock<String>,
     device: Device,
     batch_size: usize,
 }
@@ -211,6 +213,7 @@ impl Embedder {
             encoder,
             tokenizer,
             files: files.clone(),
+            digest: std::sync::OnceLock::new(),
             device: device.clone(),
             batch_size: DEFAULT_BATCH_SIZE,
         })
@@ -231,6 +234,24 @@ impl Embedder {
     /// The files the model was loaded from.
     pub fn files(&self) -> &ModelFiles {
         &self.files
+    }
+
+    /// [`ModelFiles::content_digest`] of the model's files, read once per embedder.
+    ///
+    /// # Errors
+    /// Fails when one of the files cannot be read.
+    pub fn content_digest(&self) -> std::io::Result<&str> {
+        if let Some(digest) = self.digest.get() {
+            return Ok(digest);
+        }
+        let digest = self.files.content_digest()?;
+        Ok(self.digest.get_or_init(|| digest))
+    }
+
+    /// For a local folder (revision `local`), the digest of its files; `None` for a Hub model,
+    /// whose commit names its files, or when they cannot be read.
+    pub fn local_digest(&self) -> Option<&str> {
+        (self.files.info.revision == "local").then(|| self.content_digest().ok()).flatten()
     }
 
     /// The device the encoder runs on.

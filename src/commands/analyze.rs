@@ -160,7 +160,7 @@ pub(super) fn run(args: &AnalyzeArgs, ui: Ui) -> anyhow::Result<()> {
         );
     } else if !args.no_sentiment {
         let sentiment = Head::builtin_sentiment()?;
-        match sentiment.check_model(Path::new(crate::heads::BUILTIN_SENTIMENT), embedder.info()) {
+        match sentiment.check_model(Path::new(crate::heads::BUILTIN_SENTIMENT), &embedder) {
             Ok(()) => heads.push(sentiment),
             // The default head belongs to the default model; another `--model` is a choice the
             // user made, not an error, so analyze goes on without sentiment.
@@ -172,7 +172,7 @@ pub(super) fn run(args: &AnalyzeArgs, ui: Ui) -> anyhow::Result<()> {
             ),
         }
     }
-    for head in load_all(&args.heads, embedder.info())? {
+    for head in load_all(&args.heads, &embedder)? {
         if heads.iter().any(|h| h.name() == head.name()) {
             return Err(crate::heads::HeadError::DuplicateName { name: head.name().into() }.into());
         }

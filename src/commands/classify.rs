@@ -132,7 +132,7 @@ pub(super) fn run(args: &ClassifyArgs, ui: Ui) -> anyhow::Result<()> {
     super::check_output_file(&args.output, "--output", &[(&args.input.input, "the input file")])?;
     let reader = open_input(&args.input, vec![])?;
     let (embedder, _) = load_embedder_for_heads(&args.model, &args.heads)?;
-    let heads = load_all(&args.heads, embedder.info())?;
+    let heads = load_all(&args.heads, &embedder)?;
     let dimension = embedder.info().dimension;
     let file = AtomicFile::create(&args.output)?;
     let write_err = || format!("writing `{}`", args.output.display());

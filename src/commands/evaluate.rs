@@ -60,7 +60,7 @@ pub(super) fn run(args: &EvaluateArgs, ui: Ui) -> anyhow::Result<()> {
     let several = args.heads.len() > 1;
     for dir in &args.heads {
         let head = Head::load(dir)?;
-        head.check_model(dir, embedder.info())?;
+        head.check_model(dir, &embedder)?;
         let meta = &head.meta;
         let mut input = args.input.clone();
         input.text_column.get_or_insert_with(|| meta.text_column.clone());

@@ -328,7 +328,7 @@ pub(super) fn run(args: &TrainArgs, ui: Ui) -> anyhow::Result<()> {
     let meta = HeadMeta {
         format_version: FORMAT_VERSION,
         name,
-        base_model: BaseModel::from(embedder.info()),
+        base_model: BaseModel::of(&embedder),
         task: kind,
         labels: data.labels.clone(),
         thresholds: fitted.thresholds.clone(),

@@ -146,7 +146,7 @@ pub fn embed_cached<S: AsRef<str> + Sync>(
     let key = cache.and_then(|cache| {
         // A local folder keeps its path and the revision `local` when its files change.
         let content = if info.revision == "local" {
-            match embedder.files().content_digest() {
+            match embedder.content_digest() {
                 Ok(digest) => Some(digest),
                 Err(err) => {
                     tracing::warn!(
@@ -160,7 +160,7 @@ pub fn embed_cached<S: AsRef<str> + Sync>(
         } else {
             None
         };
-        Some(EmbeddingCache::key(info, content.as_deref(), texts))
+        Some(EmbeddingCache::key(info, content, texts))
     });
     if let (Some(cache), Some(key)) = (cache, &key)
         && let Some(data) = cache.load(key, texts.len(), info.dimension)

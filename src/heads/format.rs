@@ -37,6 +37,18 @@ pub struct BaseModel {
     pub pooling: Pooling,
     /// Whether embeddings are L2-normalised.
     pub normalize: bool,
+    /// For a local folder, the digest of its files when the head was trained
+    /// ([`crate::model::ModelFiles::content_digest`]), so a folder trained again in place is
+    /// told apart; absent for Hub models and in heads written before it was recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content: Option<String>,
+}
+
+impl BaseModel {
+    /// The model `embedder` runs, with the digest of its files when it is a local folder.
+    pub fn of(embedder: &crate::embed::Embedder) -> Self {
+        Self { content: embedder.local_digest().map(String::from), ..Self::from(embedder.info()) }
+    }
 }
 
 impl From<&ModelInfo> for BaseModel {
@@ -53,6 +65,7 @@ impl From<&ModelInfo> for BaseModel {
             dimension: info.dimension,
             pooling: info.pooling,
             normalize: info.normalize,
+            content: None,
         }
     }
 }

@@ -20,8 +20,8 @@ pub mod train;
 
 use std::path::{Path, PathBuf};
 
+use crate::embed::Embedder;
 use crate::mlp::{Mlp, MlpError, sigmoid, softmax_in_place};
-use crate::model::ModelInfo;
 pub use format::{FORMAT_VERSION, HeadMeta};
 pub use labels::TaskKind;
 
@@ -194,7 +194,7 @@ pub struct ModelMismatch {
     pub dir: PathBuf,
     /// Model the head was trained on.
     pub head_model: String,
-    /// What differs (`model`, `revision`, `dimension`, `pooling`, `normalization`).
+    /// What differs (`model`, `revision`, `files`, `dimension`, `pooling`, `normalization`).
     pub field: String,
     /// The head's value.
     pub head_value: String,
@@ -304,11 +304,14 @@ impl Head {
         &self.mlp
     }
 
-    /// Refuses a model whose embeddings differ from those the head was trained on.
+    /// Refuses a model whose embeddings differ from those the head was trained on: another
+    /// model, revision, dimension, pooling or normalisation, or a local folder whose files
+    /// changed since (when the head recorded their digest).
     ///
     /// # Errors
     /// [`HeadError::ModelMismatch`] naming the first thing that differs.
-    pub fn check_model(&self, dir: &Path, model: &ModelInfo) -> Result<(), HeadError> {
+    pub fn check_model(&self, dir: &Path, embedder: &Embedder) -> Result<(), HeadError> {
+        let model = embedder.info();
         let base = &self.meta.base_model;
         // A local folder is recorded with the revision `local`, which `--model` does not take.
         let spec = if base.revision == "local" {
@@ -342,6 +345,18 @@ impl Head {
         }
         if !own_encoder && base.revision != model.revision {
             return mismatch("revision", base.revision.clone(), model.revision.clone(), rerun);
+        }
+        // A local folder trained again in place keeps its path and revision; its files tell.
+        if let Some(recorded) = &base.content
+            && model.revision == "local"
+            && let Some(now) = embedder.local_digest()
+            && now != recorded
+        {
+            let short = |d: &str| format!("digest {}…", &d[..d.len().min(12)]);
+            let hint = "the folder's weights, tokenizer or configuration changed since the head \
+                        was trained: retrain the head on it"
+                .to_string();
+            return mismatch("files", short(recorded), short(now), hint);
         }
         if base.dimension != model.dimension {
             let (h, m) = (base.dimension.to_string(), model.dimension.to_string());
@@ -393,16 +408,16 @@ impl Head {
     }
 }
 
-/// Loads every head in `dirs`, checks each against `model`, and refuses two heads with the same
+/// Loads every head in `dirs`, checks each against the model `embedder` runs, and refuses two heads with the same
 /// name.
 ///
 /// # Errors
 /// See [`Head::load`] and [`Head::check_model`]; [`HeadError::DuplicateName`].
-pub fn load_all(dirs: &[PathBuf], model: &ModelInfo) -> Result<Vec<Head>, HeadError> {
+pub fn load_all(dirs: &[PathBuf], embedder: &Embedder) -> Result<Vec<Head>, HeadError> {
     let mut heads: Vec<Head> = Vec::with_capacity(dirs.len());
     for dir in dirs {
         let head = Head::load(dir)?;
-        head.check_model(dir, model)?;
+        head.check_model(dir, embedder)?;
         if heads.iter().any(|h| h.name() == head.name()) {
             return Err(HeadError::DuplicateName { name: head.name().to_string() });
         }
