@@ -12,6 +12,7 @@
 
 #![warn(missing_docs)]
 
+pub mod cleanup;
 pub mod cli;
 pub mod commands;
 pub mod embed;

@@ -12,10 +12,10 @@ use habitlens::cli::Cli;
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.global.verbose);
-    // Interrupted, a run removes the model folder it was staging (its destructors do not run)
-    // and exits with 130, as the shell reports a Ctrl-C.
+    // Interrupted, a run removes its temporary files and the folders it made or was staging
+    // (its destructors do not run) and exits with 130, as the shell reports a Ctrl-C.
     if let Err(err) = ctrlc::set_handler(|| {
-        habitlens::output::remove_staged();
+        habitlens::cleanup::remove_unfinished();
         std::process::exit(130);
     }) {
         tracing::debug!("no interrupt handler: {err}");

@@ -6,6 +6,8 @@ use std::path::{Path, PathBuf};
 
 use tempfile::NamedTempFile;
 
+use crate::cleanup::{Registered, Removal, first_missing, register, remove_empty_folders};
+
 /// What went wrong while writing output.
 #[derive(Debug, thiserror::Error)]
 pub enum OutputError {
@@ -53,10 +55,15 @@ pub fn temp_beside(dest: &Path) -> std::io::Result<NamedTempFile> {
 }
 
 /// A file being written under a temporary name; [`AtomicFile::commit`] renames it into place.
-/// Dropped without a commit, the temporary file is removed.
+/// Dropped without a commit, the temporary file is removed, and so are the folders made to hold
+/// it; both are registered for [`crate::cleanup::remove_unfinished`] meanwhile.
 pub struct AtomicFile {
-    writer: BufWriter<NamedTempFile>,
+    /// `None` once committed.
+    writer: Option<BufWriter<NamedTempFile>>,
     dest: PathBuf,
+    /// The folders made for the file: the topmost, and its registration.
+    made: Option<(PathBuf, Registered)>,
+    _temp: Registered,
 }
 
 impl AtomicFile {
@@ -65,9 +72,35 @@ impl AtomicFile {
     /// # Errors
     /// Fails when the folder cannot be created or written.
     pub fn create(dest: &Path) -> Result<Self, OutputError> {
-        let tmp = temp_beside(dest)
-            .map_err(|source| OutputError::Io { path: dest.to_path_buf(), source })?;
-        Ok(Self { writer: BufWriter::with_capacity(1 << 16, tmp), dest: dest.to_path_buf() })
+        let parent = match dest.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        let made = first_missing(&parent);
+        let made = made.map(|top| {
+            let entry = register(&parent, Removal::EmptyUpTo(top.clone()));
+            (top, entry)
+        });
+        let tmp = match temp_beside(dest) {
+            Ok(tmp) => tmp,
+            Err(source) => {
+                if let Some((top, _)) = &made {
+                    remove_empty_folders(&parent, top);
+                }
+                return Err(OutputError::Io { path: dest.to_path_buf(), source });
+            }
+        };
+        let temp = register(tmp.path(), Removal::File);
+        Ok(Self {
+            writer: Some(BufWriter::with_capacity(1 << 16, tmp)),
+            dest: dest.to_path_buf(),
+            made,
+            _temp: temp,
+        })
+    }
+
+    fn writer(&mut self) -> &mut BufWriter<NamedTempFile> {
+        self.writer.as_mut().expect("an atomic file is written to only before its commit")
     }
 
     /// Where the file will end up.
@@ -79,29 +112,46 @@ impl AtomicFile {
     ///
     /// # Errors
     /// Fails when flushing or renaming fails; the temporary file is removed then.
-    pub fn commit(self) -> Result<(), OutputError> {
-        let dest = self.dest;
+    pub fn commit(mut self) -> Result<(), OutputError> {
+        let dest = self.dest.clone();
         let io_err = |source| OutputError::Io { path: dest.clone(), source };
-        let tmp = self.writer.into_inner().map_err(|e| io_err(e.into_error()))?;
+        let writer = self.writer.take().expect("an atomic file is committed once");
+        let tmp = writer.into_inner().map_err(|e| io_err(e.into_error()))?;
         tmp.as_file().sync_all().map_err(io_err)?;
         tmp.persist(&dest).map_err(|e| io_err(e.error))?;
+        // The folders now hold the file.
+        self.made = None;
         Ok(())
+    }
+}
+
+impl Drop for AtomicFile {
+    fn drop(&mut self) {
+        // The temporary file first (dropping it removes it), then the folders made for it.
+        drop(self.writer.take());
+        if let Some((top, _)) = &self.made {
+            let parent = match self.dest.parent() {
+                Some(p) if !p.as_os_str().is_empty() => p,
+                _ => Path::new("."),
+            };
+            remove_empty_folders(parent, top);
+        }
     }
 }
 
 impl Write for AtomicFile {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.writer.write(buf)
+        self.writer().write(buf)
     }
 
     fn flush(&mut self) -> std::io::Result<()> {
-        self.writer.flush()
+        self.writer().flush()
     }
 }
 
 impl Seek for AtomicFile {
     fn seek(&mut self, pos: SeekFrom) -> std::io::Result<u64> {
-        self.writer.seek(pos)
+        self.writer().seek(pos)
     }
 }
 
@@ -266,8 +316,9 @@ pub fn check_writable(path: &Path) -> Result<(), OutputError> {
 /// each written atomically).
 #[derive(Debug)]
 pub struct OutputFolder {
-    /// The topmost folder that did not exist at the claim, if any.
-    made: Option<PathBuf>,
+    /// The topmost folder that did not exist at the claim, if any, registered for
+    /// [`crate::cleanup::remove_unfinished`].
+    made: Option<(PathBuf, Registered)>,
     kept: bool,
 }
 
@@ -305,7 +356,8 @@ impl OutputFolder {
             return Err(not_a_folder(&existing));
         }
         tempfile::Builder::new().prefix(".habitlens-").tempfile_in(&existing).map_err(io_err)?;
-        Ok(Self { made: Some(top), kept: false })
+        let entry = register(&top, Removal::Tree);
+        Ok(Self { made: Some((top, entry)), kept: false })
     }
 
     /// The run succeeded: the folder stays.
@@ -316,7 +368,7 @@ impl OutputFolder {
 
 impl Drop for OutputFolder {
     fn drop(&mut self) {
-        if let (Some(made), false) = (&self.made, self.kept) {
+        if let (Some((made, _)), false) = (&self.made, self.kept) {
             let _ = std::fs::remove_dir_all(made);
         }
     }
@@ -333,38 +385,12 @@ impl Drop for OutputFolder {
 pub struct StagedFolder {
     dest: PathBuf,
     staged: tempfile::TempDir,
-    _listed: Listed,
-}
-
-/// Staging folders not yet committed or dropped, for [`remove_staged`].
-static STAGED: std::sync::Mutex<Vec<PathBuf>> = std::sync::Mutex::new(Vec::new());
-
-/// A staging folder's entry in [`STAGED`], taken out when it is dropped.
-#[derive(Debug)]
-struct Listed(PathBuf);
-
-impl Listed {
-    fn new(path: &Path) -> Self {
-        STAGED.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push(path.to_path_buf());
-        Self(path.to_path_buf())
-    }
-}
-
-impl Drop for Listed {
-    fn drop(&mut self) {
-        let mut staged = STAGED.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        if let Some(i) = staged.iter().position(|p| *p == self.0) {
-            staged.swap_remove(i);
-        }
-    }
-}
-
-/// Removes every staging folder of this process that is not committed yet: for an interrupted
-/// run (the binary calls it on SIGINT and SIGTERM before it exits), whose destructors do not run.
-pub fn remove_staged() {
-    for path in STAGED.lock().unwrap_or_else(std::sync::PoisonError::into_inner).iter() {
-        let _ = std::fs::remove_dir_all(path);
-    }
+    /// The staging folder's registration for [`crate::cleanup::remove_unfinished`].
+    _staged_entry: Registered,
+    /// Folders made above the staging folder (a new destination's missing parents), removed
+    /// again when nothing is committed.
+    made: Option<(PathBuf, Registered)>,
+    committed: bool,
 }
 
 impl StagedFolder {
@@ -383,7 +409,19 @@ impl StagedFolder {
                 _ => PathBuf::from("."),
             }
         };
-        std::fs::create_dir_all(&parent).map_err(io_err)?;
+        let made = first_missing(&parent).map(|top| {
+            let entry = register(&parent, Removal::EmptyUpTo(top.clone()));
+            (top, entry)
+        });
+        let undo = |made: &Option<(PathBuf, Registered)>| {
+            if let Some((top, _)) = made {
+                remove_empty_folders(&parent, top);
+            }
+        };
+        if let Err(e) = std::fs::create_dir_all(&parent) {
+            undo(&made);
+            return Err(io_err(e));
+        }
         let mut builder = tempfile::Builder::new();
         builder.prefix(".habitlens-").suffix(".tmp");
         // An ordinary new folder's permissions (0777 less the umask), not a temporary folder's
@@ -393,9 +431,15 @@ impl StagedFolder {
             use std::os::unix::fs::PermissionsExt;
             builder.permissions(std::fs::Permissions::from_mode(0o777));
         }
-        let staged = builder.tempdir_in(&parent).map_err(io_err)?;
-        let listed = Listed::new(staged.path());
-        Ok(Self { dest: dest.to_path_buf(), staged, _listed: listed })
+        let staged = match builder.tempdir_in(&parent) {
+            Ok(staged) => staged,
+            Err(e) => {
+                undo(&made);
+                return Err(io_err(e));
+            }
+        };
+        let entry = register(staged.path(), Removal::Tree);
+        Ok(Self { dest: dest.to_path_buf(), staged, _staged_entry: entry, made, committed: false })
     }
 
     /// The folder to write into.
@@ -412,18 +456,19 @@ impl StagedFolder {
     ///
     /// # Errors
     /// Fails when a file cannot be moved; what was staged and not moved is removed then.
-    pub fn commit(self) -> Result<(), OutputError> {
+    pub fn commit(mut self) -> Result<(), OutputError> {
         let io_err = |path: &Path| {
             let path = path.to_path_buf();
             move |source| OutputError::Io { path, source }
         };
         if !self.dest.exists() {
-            let staged = self.staged.keep();
-            return std::fs::rename(&staged, &self.dest).map_err(|e| {
-                let _ = std::fs::remove_dir_all(&staged);
-                io_err(&self.dest)(e)
-            });
+            let staged = self.staged.path().to_path_buf();
+            std::fs::rename(&staged, &self.dest).map_err(io_err(&self.dest))?;
+            self.committed = true;
+            return Ok(());
         }
+        // From here on files land in the destination, which keeps the folders above it.
+        self.committed = true;
         // Folders first, so that the renames below are all that can be left half done.
         let mut files = Vec::new();
         let mut pending = vec![PathBuf::new()];
@@ -448,12 +493,23 @@ impl StagedFolder {
     }
 }
 
+impl Drop for StagedFolder {
+    fn drop(&mut self) {
+        // The `TempDir` removes the staging folder (if it was not renamed into place) after
+        // this; the folders made above it go only when nothing was committed.
+        if let (Some((top, _)), false) = (&self.made, self.committed) {
+            let _ = std::fs::remove_dir_all(self.staged.path());
+            let parent = self.staged.path().parent().unwrap_or(Path::new("."));
+            remove_empty_folders(parent, top);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    /// The staging tests run one at a time: `remove_staged` removes every staging folder of the
-    /// process.
+    /// The staging tests run one at a time.
     static STAGING_TESTS: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
     #[test]
@@ -505,7 +561,7 @@ mod tests {
     }
 
     #[test]
-    fn an_interrupted_run_removes_its_staged_folders_and_only_those() {
+    fn an_interrupted_run_removes_its_staged_folders_temporary_files_and_made_folders() {
         let _serial = STAGING_TESTS.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         let dir = tempfile::tempdir().unwrap();
         let staged = StagedFolder::new(&dir.path().join("model")).unwrap();
@@ -513,10 +569,16 @@ mod tests {
         let other = StagedFolder::new(&dir.path().join("other")).unwrap();
         let other_path = other.path().to_path_buf();
         drop(other);
-        remove_staged();
+        assert!(!crate::cleanup::is_registered(&other_path), "a dropped folder is unlisted");
+        // What a signal handler does, for this test's folder only (other tests write in parallel).
+        let new_output = dir.path().join("made/for/it/out.csv");
+        let mut file = AtomicFile::create(&new_output).unwrap();
+        file.write_all(b"half").unwrap();
+        crate::cleanup::remove_registered(|p| p.starts_with(dir.path()));
         assert!(!staged.path().exists(), "the staged folder is removed");
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0, "and the output's folders");
+        drop(file);
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
-        assert!(!STAGED.lock().unwrap().contains(&other_path), "a dropped folder is unlisted");
     }
 
     #[test]
