@@ -1,7 +1,7 @@
 //! The `habitlens` binary: parse arguments, set up logging and threads, run the command, and
 //! turn the outcome into an exit code (0 success, 2 bad usage or input, 1 anything else).
 
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
 
 use clap::Parser;
@@ -34,7 +34,9 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) if is_broken_pipe(&err) => ExitCode::SUCCESS,
         Err(err) => {
-            // Hints come last, after the whole chain of causes, whichever cause gave them.
+            // Hints come last, after the whole chain of causes, whichever cause gave them. A
+            // closed stderr (`... 2>&1 | head -1`) loses the message, not the exit code.
+            let mut stderr = std::io::stderr().lock();
             let mut hints = Vec::new();
             for (i, cause) in err.chain().enumerate() {
                 let text = cause.to_string();
@@ -42,15 +44,12 @@ fn main() -> ExitCode {
                     Some((what, hint)) => (what.to_string(), Some(hint.to_string())),
                     None => (text, None),
                 };
-                if i == 0 {
-                    eprintln!("error: {what}");
-                } else {
-                    eprintln!("  caused by: {what}");
-                }
+                let lead = if i == 0 { "error:" } else { "  caused by:" };
+                let _ = writeln!(stderr, "{lead} {what}");
                 hints.extend(hint);
             }
             for hint in hints {
-                eprintln!("hint: {hint}");
+                let _ = writeln!(stderr, "hint: {hint}");
             }
             ExitCode::from(habitlens::exit_code(&err))
         }

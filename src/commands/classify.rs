@@ -204,7 +204,7 @@ pub(super) fn run(args: &ClassifyArgs, ui: Ui) -> anyhow::Result<()> {
     warn_truncated(truncated, embedder.info().max_seq_length);
     tracing::info!(rows, empty, heads = heads.len(), "classified");
     if ui.progress {
-        eprintln!(
+        noteln!(
             "classified {} of {rows} rows ({empty} empty) with {} head(s) into {}",
             rows - empty,
             heads.len(),

@@ -95,10 +95,6 @@ pub(super) fn run(args: &EmbedArgs, ui: Ui) -> anyhow::Result<()> {
 
 fn eprintln_summary(ui: Ui, rows: usize, empty: usize, path: &std::path::Path) {
     if ui.progress {
-        eprintln!(
-            "embedded {} of {rows} rows ({empty} empty) into {}",
-            rows - empty,
-            path.display()
-        );
+        noteln!("embedded {} of {rows} rows ({empty} empty) into {}", rows - empty, path.display());
     }
 }

@@ -239,7 +239,7 @@ pub(super) fn run(args: &TrainArgs, ui: Ui) -> anyhow::Result<()> {
             let epoch = done / contrastive_texts;
             if epoch > before / contrastive_texts && ui.progress {
                 progress_bar.suspend(|| {
-                    eprintln!(
+                    noteln!(
                         "contrastive epoch {epoch}/{}: done, {:.1} s in the stage",
                         config.contrastive_epochs,
                         stage_started.elapsed().as_secs_f64()
@@ -265,7 +265,7 @@ pub(super) fn run(args: &TrainArgs, ui: Ui) -> anyhow::Result<()> {
         );
         if ui.progress {
             epoch_bar.suspend(|| {
-                eprintln!(
+                noteln!(
                     "epoch {}/{}: train loss {:.4}, validation loss {}, {} {}, {:.1} s",
                     e.epoch,
                     config.epochs,

@@ -9,6 +9,14 @@ macro_rules! sayln {
     };
 }
 
+/// Writes a line of news on stderr; a closed stderr loses the line, not the run.
+macro_rules! noteln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr().lock(), $($arg)*);
+    }};
+}
+
 mod analyze;
 mod classify;
 mod embed;

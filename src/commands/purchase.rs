@@ -220,15 +220,17 @@ fn run_predict(args: &PurchasePredictArgs, ui: Ui) -> anyhow::Result<()> {
         csv.flush().with_context(write_err)?;
     }
     file.commit()?;
-    if model.schema.labels.is_some() {
-        eprintln!(
+    if !ui.progress {
+        // Quiet, or stderr is not a terminal: the file is the news.
+    } else if model.schema.labels.is_some() {
+        noteln!(
             "wrote {} predictions to {} ({positives} predicted `{}`)",
             predicted.len(),
             args.output.display(),
             model.schema.labels.as_ref().map_or("", |l| l.positive.as_str())
         );
     } else {
-        eprintln!("wrote {} predictions to {}", predicted.len(), args.output.display());
+        noteln!("wrote {} predictions to {}", predicted.len(), args.output.display());
     }
     Ok(())
 }
