@@ -144,6 +144,27 @@ fn train_evaluate_and_classify_with_two_heads_in_one_pass() {
         serde_json::from_str(&std::fs::read_to_string(&multi).unwrap()).unwrap();
     assert!(m["micro_f1"].as_f64().unwrap() > 0.5 && m["macro_f1"].as_f64().is_some(), "{m}");
 
+    // Outputs that would overwrite each other, a head's own file or the input are refused
+    // before any head is measured, and nothing is written.
+    let clash = dir.path().join("clash.json");
+    let head_json = sentiment.join("head.json");
+    let before = std::fs::read(&head_json).unwrap();
+    for (report, confusion, says) in [
+        (clash.as_path(), Some(clash.as_path()), "both name"),
+        (head_json.as_path(), None, "head folder"),
+        (test.as_path(), None, "the input file"),
+    ] {
+        let mut cmd = habitlens(&cache);
+        cmd.args(["evaluate", test.to_str().unwrap(), "--head", sentiment.to_str().unwrap()])
+            .args(["--report", report.to_str().unwrap()]);
+        if let Some(c) = confusion {
+            cmd.args(["--confusion", c.to_str().unwrap()]);
+        }
+        cmd.assert().code(2).stderr(predicate::str::contains(says));
+    }
+    assert!(!clash.exists());
+    assert_eq!(std::fs::read(&head_json).unwrap(), before, "the head folder is untouched");
+
     // Classify with both heads; a blank text still gets its row.
     let mut input = std::fs::read_to_string(&test).unwrap();
     input.push_str("blank,,,\n");

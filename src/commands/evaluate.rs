@@ -9,14 +9,14 @@ use comfy_table::{ContentArrangement, Table, presets::UTF8_FULL_CONDENSED};
 use serde::Serialize;
 
 use super::train::{cache_from_args, read_labelled};
-use super::{Ui, load_embedder_for_heads, text_progress, warn_truncated};
+use super::{Ui, UsageError, load_embedder_for_heads, text_progress, warn_truncated};
 use crate::cli::heads::EvaluateArgs;
 use crate::heads::cache::embed_cached;
 use crate::heads::labels::{TaskKind, list_rows, partition};
 use crate::heads::train::argmax;
-use crate::heads::{Head, HeadError};
+use crate::heads::{Head, HeadError, load_all};
 use crate::metrics::classes::{ClassFigures, ConfusionMatrix, MultiLabelFigures, log_loss};
-use crate::output::AtomicFile;
+use crate::output::{AtomicFile, check_writable};
 
 #[derive(Serialize)]
 struct Report {
@@ -54,13 +54,88 @@ fn per_head_path(path: &Path, head: &str, several: bool) -> PathBuf {
     path.with_file_name(name)
 }
 
+/// A file the run will write: where, for which flag, and the index of its head.
+struct Planned {
+    path: PathBuf,
+    flag: &'static str,
+    head: usize,
+}
+
+/// The `--report` and `--confusion` files of every head, refused before any work when one would
+/// replace the input, a file of a head folder or another output, or cannot be written.
+fn plan_outputs(
+    args: &EvaluateArgs,
+    heads: &[Head],
+) -> anyhow::Result<(Vec<Planned>, Vec<Planned>)> {
+    let several = heads.len() > 1;
+    let mut reads: Vec<(PathBuf, String)> =
+        vec![(args.input.input.clone(), "the input file".into())];
+    for dir in &args.heads {
+        for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+            let what = format!("a file of head folder `{}`", dir.display());
+            reads.push((entry.path(), what));
+        }
+    }
+    let plan =
+        |flag: &'static str, path: &Option<PathBuf>, keep: &dyn Fn(&Head) -> bool| {
+            path.iter()
+                .flat_map(|path| {
+                    heads.iter().enumerate().filter(|(_, h)| keep(h)).map(move |(i, head)| {
+                        Planned { path: per_head_path(path, head.name(), several), flag, head: i }
+                    })
+                })
+                .collect::<Vec<_>>()
+        };
+    let reports = plan("--report", &args.report, &|_| true);
+    let single = |h: &Head| h.meta.task == TaskKind::SingleLabel;
+    let confusions = plan("--confusion", &args.confusion, &single);
+    let all: Vec<&Planned> = reports.iter().chain(&confusions).collect();
+    let read_refs: Vec<(&Path, &str)> =
+        reads.iter().map(|(p, w)| (p.as_path(), w.as_str())).collect();
+    for (i, out) in all.iter().enumerate() {
+        super::check_output_file(&out.path, out.flag, &read_refs)?;
+        if let Some(other) = all[..i].iter().find(|o| same_destination(&o.path, &out.path)) {
+            return Err(UsageError(format!(
+                "`{}` and `{}` both name `{}`; give them different files",
+                other.flag,
+                out.flag,
+                out.path.display()
+            ))
+            .into());
+        }
+    }
+    for out in &all {
+        check_writable(&out.path)?;
+    }
+    Ok((reports, confusions))
+}
+
+/// Whether two output paths name the same file (also when it does not exist yet).
+fn same_destination(a: &Path, b: &Path) -> bool {
+    let resolve = |p: &Path| -> PathBuf {
+        let name = p.file_name().map(PathBuf::from).unwrap_or_default();
+        match p.parent().filter(|d| !d.as_os_str().is_empty()).map(std::fs::canonicalize) {
+            Some(Ok(dir)) => dir.join(name),
+            None => std::fs::canonicalize(".").unwrap_or_default().join(name),
+            Some(Err(_)) => p.to_path_buf(),
+        }
+    };
+    a == b || resolve(a) == resolve(b)
+}
+
 pub(super) fn run(args: &EvaluateArgs, ui: Ui) -> anyhow::Result<()> {
     let (embedder, _) = load_embedder_for_heads(&args.model, &args.heads)?;
+    let heads = load_all(&args.heads, &embedder)?;
+    let (report_files, confusion_files) = plan_outputs(args, &heads)?;
+    for head in heads.iter().filter(|h| h.meta.task == TaskKind::MultiLabel) {
+        if args.confusion.is_some() {
+            tracing::warn!("head `{}` is multi-label: no confusion matrix written", head.name());
+        }
+    }
     let cache = cache_from_args(&args.cache);
-    let several = args.heads.len() > 1;
-    for dir in &args.heads {
-        let head = Head::load(dir)?;
-        head.check_model(dir, &embedder)?;
+    // Every head is measured before any file is written.
+    let mut results = Vec::with_capacity(heads.len());
+    for head in &heads {
         let meta = &head.meta;
         let mut input = args.input.clone();
         input.text_column.get_or_insert_with(|| meta.text_column.clone());
@@ -188,15 +263,15 @@ pub(super) fn run(args: &EvaluateArgs, ui: Ui) -> anyhow::Result<()> {
         report.per_label = labels.iter().cloned().zip(figures.iter().copied()).collect();
 
         print_report(&report, &labels, &figures)?;
-        if let Some(path) = &args.report {
-            let path = per_head_path(path, &meta.name, several);
-            crate::output::write_json(&path, &report)?;
-        }
-        if let (Some(path), Some(m)) = (&args.confusion, &confusion) {
-            let path = per_head_path(path, &meta.name, several);
-            write_confusion(&path, &labels, m)?;
-        } else if args.confusion.is_some() {
-            tracing::warn!("head `{}` is multi-label: no confusion matrix written", meta.name);
+        results.push((report, labels, confusion));
+    }
+    for out in &report_files {
+        let (report, _, _) = &results[out.head];
+        crate::output::write_json(&out.path, report)?;
+    }
+    for out in &confusion_files {
+        if let (_, labels, Some(m)) = &results[out.head] {
+            write_confusion(&out.path, labels, m)?;
         }
     }
     Ok(())
