@@ -118,6 +118,18 @@ pub enum InputError {
         /// The flag that named it.
         flag: String,
     },
+    /// No text column was named, and several columns are called `text` (in any case).
+    #[error(
+        "`{file}` has {count} columns called `text` (in any case): {columns}; which one holds the texts is not clear\nhint: rename the columns so one is called `text`, or pass `--text-column NAME`"
+    )]
+    SeveralTextColumns {
+        /// File name.
+        file: String,
+        /// How many.
+        count: usize,
+        /// Their names as written.
+        columns: String,
+    },
     /// No text column was named and none could be chosen.
     #[error(
         "`{file}` has several columns and none is called `text`; its columns are: {available}\nhint: pass `--text-column NAME`"
@@ -329,13 +341,29 @@ impl Reader {
                 let text = match &options.text_column {
                     Some(name) => find(name, "--text-column")?,
                     None if headers.len() == 1 => 0,
-                    None => headers
-                        .iter()
-                        .position(|h| h.eq_ignore_ascii_case("text"))
-                        .ok_or_else(|| InputError::AmbiguousTextColumn {
-                            file: file.clone(),
-                            available: list_columns(&headers),
-                        })?,
+                    None => {
+                        let named: Vec<usize> = (0..headers.len())
+                            .filter(|&i| headers[i].eq_ignore_ascii_case("text"))
+                            .collect();
+                        match named[..] {
+                            [] => {
+                                return Err(InputError::AmbiguousTextColumn {
+                                    file: file.clone(),
+                                    available: list_columns(&headers),
+                                });
+                            }
+                            [i] => i,
+                            _ => {
+                                let columns: Vec<String> =
+                                    named.iter().map(|&i| headers[i].clone()).collect();
+                                return Err(InputError::SeveralTextColumns {
+                                    file: file.clone(),
+                                    count: named.len(),
+                                    columns: list_columns(&columns),
+                                });
+                            }
+                        }
+                    }
                 };
                 let id =
                     options.id_column.as_deref().map(|c| find(c, "--id-column")).transpose()?;
@@ -654,6 +682,20 @@ mod tests {
         // Duplicates among columns nobody asked for do not matter.
         let options = ReadOptions { text_column: Some("id".into()), ..Default::default() };
         assert_eq!(read_all(&path, options).unwrap()[0].text, "1");
+    }
+
+    #[test]
+    fn two_default_text_columns_are_an_error() {
+        for header in ["id,text,text", "id,Text,TEXT"] {
+            let (_d, path) = write_temp("d.csv", format!("{header}\n1,a,b\n").as_bytes());
+            let msg = read_all(&path, ReadOptions::default()).unwrap_err().to_string();
+            assert!(
+                msg.contains("2 columns called `text`") && msg.contains("--text-column"),
+                "{msg}"
+            );
+        }
+        let (_d, path) = write_temp("d.csv", b"id,TEXT\n1,a\n");
+        assert_eq!(read_all(&path, ReadOptions::default()).unwrap()[0].text, "a");
     }
 
     #[test]
