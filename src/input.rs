@@ -13,6 +13,8 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::open_quote::{Watch, never_closed};
+
 /// File formats habitlens reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
@@ -248,6 +250,8 @@ enum Inner {
         record: csv::ByteRecord,
         /// Added to the csv crate's line numbers of data rows (see [`crlf_lag`]).
         line_lag: u64,
+        /// Catches a quote that is never closed.
+        watch: Watch,
     },
     Lines {
         reader: Box<dyn BufRead>,
@@ -303,6 +307,7 @@ impl Reader {
         let inner = match format {
             Format::Csv => {
                 let delimiter = options.delimiter.or(guessed.and_then(|g| g.1)).unwrap_or(b',');
+                let (raw, watch) = Watch::wrap(raw, delimiter);
                 let mut reader = csv::ReaderBuilder::new()
                     .delimiter(delimiter)
                     .has_headers(true)
@@ -374,7 +379,7 @@ impl Reader {
                     .collect::<Result<Vec<_>, _>>()?;
                 let line_lag = crlf_lag(&reader);
                 let record = csv::ByteRecord::new();
-                Inner::Csv { reader, headers, text, id, extra, record, line_lag }
+                Inner::Csv { reader, headers, text, id, extra, record, line_lag, watch }
             }
             Format::Jsonl | Format::Text => {
                 if format == Format::Text
@@ -412,10 +417,24 @@ impl Reader {
     fn next_record(&mut self) -> Result<Option<Record>, InputError> {
         let encoding = self.options.encoding;
         match &mut self.inner {
-            Inner::Csv { reader, headers, text, id, extra, record, line_lag } => {
+            Inner::Csv { reader, headers, text, id, extra, record, line_lag, watch } => {
                 let row = self.row + 1;
+                watch.record_starts(reader.position());
                 match reader.read_byte_record(record) {
-                    Ok(false) => return Ok(None),
+                    Ok(false) => {
+                        return match watch.open_at_end() {
+                            None => Ok(None),
+                            Some(line) => {
+                                let line = if self.row == 0 { line } else { line + *line_lag };
+                                Err(InputError::Malformed {
+                                    file: self.file.clone(),
+                                    row: self.row,
+                                    line,
+                                    problem: never_closed(line),
+                                })
+                            }
+                        };
+                    }
                     Ok(true) => {}
                     Err(e) => return Err(csv_error(&self.file, row, e, *line_lag)),
                 }
@@ -703,6 +722,19 @@ mod tests {
         let (_d, path) = write_temp("r.csv", b"id,text\n1,a\n2\n");
         let msg = read_all(&path, ReadOptions::default()).unwrap_err().to_string();
         assert!(msg.contains("row 2") && msg.contains("expected 2 fields"), "{msg}");
+    }
+
+    #[test]
+    fn a_quote_never_closed_is_an_error_not_lost_rows() {
+        for bytes in
+            [&b"id,text\n1,a\n2,\"b\n3,c\n4,d\n"[..], b"id,text\r\n1,a\r\n2,\"b\r\n3,c\r\n"]
+        {
+            let (_d, path) = write_temp("q.csv", bytes);
+            let msg = read_all(&path, ReadOptions::default()).unwrap_err().to_string();
+            assert!(msg.contains("row 2 (line 3)") && msg.contains("never closed"), "{msg}");
+        }
+        let (_d, path) = write_temp("q.csv", b"id,text\n1,\"a\nb\"\n2,\"c \"\"d\"\"\"\n");
+        assert_eq!(read_all(&path, ReadOptions::default()).unwrap().len(), 2);
     }
 
     #[test]

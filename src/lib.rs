@@ -22,6 +22,7 @@ pub mod input;
 pub mod metrics;
 pub mod mlp;
 pub mod model;
+pub mod open_quote;
 pub mod output;
 pub mod purchase;
 pub mod rng;

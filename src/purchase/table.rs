@@ -7,6 +7,7 @@
 use std::path::Path;
 
 use super::PurchaseError;
+use crate::open_quote::{Watch, never_closed};
 
 /// Cells that count as a missing value (compared after trimming, case-insensitively).
 const MISSING_TOKENS: [&str; 6] = ["", "na", "n/a", "nan", "null", "none"];
@@ -62,6 +63,7 @@ impl Table {
         reader: impl std::io::Read,
         delimiter: u8,
     ) -> Result<Self, PurchaseError> {
+        let (reader, mut watch) = Watch::wrap(reader, delimiter);
         let mut csv =
             csv::ReaderBuilder::new().delimiter(delimiter).has_headers(true).from_reader(reader);
         let headers: Vec<String> = csv
@@ -84,11 +86,21 @@ impl Table {
         let mut record = csv::StringRecord::new();
         let lag = crate::input::crlf_lag(&csv);
         loop {
+            watch.record_starts(csv.position());
             match csv.read_record(&mut record) {
                 Ok(false) => break,
                 Ok(true) => rows.push(record.iter().map(str::to_string).collect()),
                 Err(e) => return Err(csv_error(&file, rows.len() + 1, e, &headers, lag)),
             }
+        }
+        if let Some(line) = watch.open_at_end() {
+            let line = if rows.is_empty() { line } else { line + lag };
+            return Err(PurchaseError::Malformed {
+                file,
+                row: rows.len(),
+                line,
+                problem: never_closed(line),
+            });
         }
         if rows.is_empty() {
             return Err(PurchaseError::Empty { file, what: "a header but no rows" });
@@ -214,6 +226,12 @@ mod tests {
             let msg = table(text).unwrap_err().to_string();
             assert!(msg.contains("row 2 (line 3)"), "{text:?}: {msg}");
         }
+    }
+
+    #[test]
+    fn a_quote_never_closed_is_an_error_not_lost_rows() {
+        let msg = table("a,b\n1,x\n2,\"y\n3,z\n").unwrap_err().to_string();
+        assert!(msg.contains("row 2 (line 3)") && msg.contains("never closed"), "{msg}");
     }
 
     #[test]

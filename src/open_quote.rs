@@ -1,0 +1,168 @@
+//! Telling a CSV file whose last quoted field is never closed from one that ends well.
+//!
+//! The csv crate reads a quote that is never closed as a field running to the end of the input:
+//! every line after it lands in one row's text, and the rows in those lines are lost without a
+//! word. [`Watch`] keeps the bytes of the records being read, and at the end of the input
+//! replays the last record's bytes ([`ends_in_open_quote`]) to see whether it ended inside
+//! quotes. Both CSV readers (texts and purchase tables) use it.
+
+use std::cell::RefCell;
+use std::io::Read;
+use std::rc::Rc;
+
+/// The bytes read since the start of the last record: where they start in the input, and the
+/// bytes.
+#[derive(Debug, Default)]
+struct Kept {
+    start: u64,
+    bytes: Vec<u8>,
+}
+
+impl Kept {
+    /// Forgets the bytes before input offset `offset`.
+    fn forget_before(&mut self, offset: u64) {
+        let drop = usize::try_from(offset.saturating_sub(self.start))
+            .unwrap_or(usize::MAX)
+            .min(self.bytes.len());
+        self.bytes.drain(..drop);
+        self.start += drop as u64;
+    }
+
+    /// The bytes from input offset `offset` on.
+    fn from(&self, offset: u64) -> &[u8] {
+        let skip = usize::try_from(offset.saturating_sub(self.start)).unwrap_or(usize::MAX);
+        &self.bytes[skip.min(self.bytes.len())..]
+    }
+}
+
+/// A reader that copies what it reads into a shared [`Kept`].
+struct Tail<R> {
+    inner: R,
+    kept: Rc<RefCell<Kept>>,
+}
+
+impl<R: Read> Read for Tail<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.kept.borrow_mut().bytes.extend_from_slice(&buf[..n]);
+        Ok(n)
+    }
+}
+
+/// Watches the records a csv reader reads for a quoted field that runs to the end of the
+/// input. It keeps the bytes of the last record and whatever the reader has read ahead, no more.
+#[derive(Debug)]
+pub struct Watch {
+    kept: Rc<RefCell<Kept>>,
+    delimiter: u8,
+    /// Input offset and line of the record before the last read started (the header, at first).
+    previous: (u64, u64),
+    /// Input offset and line where the last read started.
+    last: (u64, u64),
+}
+
+impl Watch {
+    /// Wraps `inner`, the input of a csv reader with this `delimiter` and the default quote
+    /// (`"`); the reader must read from the returned one.
+    pub fn wrap<'a, R: Read + 'a>(inner: R, delimiter: u8) -> (Box<dyn Read + 'a>, Self) {
+        let kept = Rc::new(RefCell::new(Kept::default()));
+        let tail = Tail { inner, kept: Rc::clone(&kept) };
+        (Box::new(tail), Self { kept, delimiter, previous: (0, 1), last: (0, 1) })
+    }
+
+    /// To be called before every read of a data record, the one that finds the end of the input
+    /// too, with the reader's position: the bytes before the record read last are let go.
+    pub fn record_starts(&mut self, position: &csv::Position) {
+        self.previous = self.last;
+        self.last = (position.byte(), position.line());
+        self.kept.borrow_mut().forget_before(self.previous.0);
+    }
+
+    /// Once a read found the end of the input: the line on which the last record (or the header,
+    /// when there was none) started, if a quoted field it opened is never closed.
+    pub fn open_at_end(&self) -> Option<u64> {
+        let kept = self.kept.borrow();
+        let (start, line) = self.previous;
+        ends_in_open_quote(kept.from(start), self.delimiter, b'"').then_some(line)
+    }
+}
+
+/// The problem to report for a quote opened on `line` and never closed.
+pub fn never_closed(line: u64) -> String {
+    format!(
+        "a quoted field opened on line {line} is never closed, so every line after it would be \
+         read as part of this row\nhint: close the quote, or double a quote that is part of the \
+         text (\"\")"
+    )
+}
+
+/// Whether `record` (the raw bytes of a CSV record and whatever follows it to the end of the
+/// input) ends inside a quoted field, read as the csv crate reads it: a field is quoted when it
+/// starts with `quote`, a doubled quote inside it is one quote, and a quote inside an unquoted
+/// field is an ordinary character.
+pub fn ends_in_open_quote(record: &[u8], delimiter: u8, quote: u8) -> bool {
+    #[derive(PartialEq)]
+    enum State {
+        FieldStart,
+        Unquoted,
+        Quoted,
+        QuoteInQuoted,
+    }
+    let mut state = State::FieldStart;
+    for &b in record {
+        state = match state {
+            State::FieldStart if b == quote => State::Quoted,
+            State::FieldStart | State::Unquoted | State::QuoteInQuoted
+                if b == delimiter || b == b'\n' || b == b'\r' =>
+            {
+                State::FieldStart
+            }
+            State::Quoted if b == quote => State::QuoteInQuoted,
+            State::QuoteInQuoted if b == quote => State::Quoted,
+            State::Quoted => State::Quoted,
+            State::FieldStart | State::Unquoted | State::QuoteInQuoted => State::Unquoted,
+        };
+    }
+    state == State::Quoted
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn open_and_closed_quotes_are_told_apart() {
+        let open = |s: &str| ends_in_open_quote(s.as_bytes(), b',', b'"');
+        assert!(open("2,\"great screen\n3,ok\n4,good\n"));
+        assert!(open("2,\"she said \"\"hi\"\"\n3,ok"));
+        assert!(!open("2,\"great\nscreen\"\n"));
+        assert!(!open("2,\"she said \"\"hi\"\"\"\n"));
+        assert!(!open("2,a 5\" screen\n"), "a quote inside an unquoted field is a character");
+        assert!(!open("2,\"a\"b,c\n"));
+        assert!(!open("2,\"\"\n"));
+        assert!(open("2,\""));
+        assert!(!ends_in_open_quote(b"2;'x;y'\n", b';', b'\''));
+    }
+
+    #[test]
+    fn the_watch_finds_a_runaway_quote_in_the_last_record_only() {
+        let read = |text: &'static str| {
+            let (input, mut watch) = Watch::wrap(text.as_bytes(), b',');
+            let mut reader = csv::ReaderBuilder::new().from_reader(input);
+            reader.byte_headers().unwrap();
+            let mut record = csv::ByteRecord::new();
+            let mut rows = 0;
+            loop {
+                watch.record_starts(reader.position());
+                if !reader.read_byte_record(&mut record).unwrap() {
+                    return (rows, watch.open_at_end());
+                }
+                rows += 1;
+            }
+        };
+        assert_eq!(read("id,text\n1,ok\n2,\"open\n3,lost\n4,lost\n"), (2, Some(3)));
+        assert_eq!(read("id,text\n1,\"two\nlines\"\n2,b\n"), (2, None));
+        assert_eq!(read("id,\"text\n1,a\n"), (0, Some(1)), "a header that never closes");
+        assert_eq!(read("id,text\n1,\"a \"\"b\"\" c\"\n"), (1, None));
+    }
+}
