@@ -242,7 +242,7 @@ impl Record {
 
 enum Inner {
     Csv {
-        reader: csv::Reader<Box<dyn Read>>,
+        reader: Box<csv::Reader<Box<dyn Read>>>,
         headers: Vec<String>,
         text: usize,
         id: Option<usize>,
@@ -379,6 +379,7 @@ impl Reader {
                     .collect::<Result<Vec<_>, _>>()?;
                 let line_lag = crlf_lag(&reader);
                 let record = csv::ByteRecord::new();
+                let reader = Box::new(reader);
                 Inner::Csv { reader, headers, text, id, extra, record, line_lag, watch }
             }
             Format::Jsonl | Format::Text => {
