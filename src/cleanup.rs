@@ -89,12 +89,17 @@ pub fn remove_registered(which: impl Fn(&Path) -> bool) {
     }
 }
 
+/// Whether anything is at `path`: a file, a folder, or a link (to something or not).
+pub fn is_there(path: &Path) -> bool {
+    std::fs::symlink_metadata(path).is_ok()
+}
+
 /// The topmost folder of `dir` and its parents that does not exist yet, if any: what creating
-/// `dir` would make.
+/// `dir` would make. A link counts as existing, even one to nothing.
 pub fn first_missing(dir: &Path) -> Option<PathBuf> {
     let mut top = None;
     for folder in dir.ancestors().filter(|a| !a.as_os_str().is_empty()) {
-        if folder.exists() {
+        if is_there(folder) {
             break;
         }
         top = Some(folder.to_path_buf());

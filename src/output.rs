@@ -6,7 +6,9 @@ use std::path::{Path, PathBuf};
 
 use tempfile::NamedTempFile;
 
-use crate::cleanup::{Registered, Removal, first_missing, register, remove_empty_folders};
+use crate::cleanup::{
+    Registered, Removal, first_missing, is_there, register, remove_empty_folders,
+};
 
 /// What went wrong while writing output.
 #[derive(Debug, thiserror::Error)]
@@ -316,10 +318,38 @@ pub fn check_writable(path: &Path) -> Result<(), OutputError> {
 /// each written atomically).
 #[derive(Debug)]
 pub struct OutputFolder {
-    /// The topmost folder that did not exist at the claim, if any, registered for
+    /// When the folder did not exist at the claim: the folder, the topmost of the folders the
+    /// run makes for it (the folder itself or a missing parent), and their registrations for
     /// [`crate::cleanup::remove_unfinished`].
-    made: Option<(PathBuf, Registered)>,
+    made: Option<Made>,
     kept: bool,
+}
+
+/// A folder made for a run's outputs, and the missing parents made with it.
+#[derive(Debug)]
+struct Made {
+    dir: PathBuf,
+    top: PathBuf,
+    _entries: Vec<Registered>,
+}
+
+impl Made {
+    /// Registers `dir` (removed with its contents) and, when `top` lies above it, the parents
+    /// up to `top` (each removed only while empty: another run may have written beside `dir`).
+    fn register(dir: &Path, top: &Path) -> Self {
+        let mut entries = vec![register(dir, Removal::Tree)];
+        if let Some(parent) = dir.parent().filter(|_| dir != top) {
+            entries.push(register(parent, Removal::EmptyUpTo(top.to_path_buf())));
+        }
+        Self { dir: dir.to_path_buf(), top: top.to_path_buf(), _entries: entries }
+    }
+
+    fn remove(&self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+        if let Some(parent) = self.dir.parent().filter(|_| self.dir != self.top) {
+            remove_empty_folders(parent, &self.top);
+        }
+    }
 }
 
 impl OutputFolder {
@@ -340,14 +370,12 @@ impl OutputFolder {
             check_writable(&dir.join(probe))?;
             return Ok(Self { made: None, kept: false });
         }
-        if dir.exists() {
+        if is_there(dir) {
+            // A file, or a link to nothing: not the run's to make or remove.
             return Err(not_a_folder(dir));
         }
         // The topmost missing folder, and the existing one above it.
-        let mut top = dir.to_path_buf();
-        while let Some(parent) = top.parent().filter(|p| !p.as_os_str().is_empty() && !p.exists()) {
-            top = parent.to_path_buf();
-        }
+        let top = first_missing(dir).unwrap_or_else(|| dir.to_path_buf());
         let existing = match top.parent() {
             Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
             _ => PathBuf::from("."),
@@ -356,8 +384,7 @@ impl OutputFolder {
             return Err(not_a_folder(&existing));
         }
         tempfile::Builder::new().prefix(".habitlens-").tempfile_in(&existing).map_err(io_err)?;
-        let entry = register(&top, Removal::Tree);
-        Ok(Self { made: Some((top, entry)), kept: false })
+        Ok(Self { made: Some(Made::register(dir, &top)), kept: false })
     }
 
     /// The run succeeded: the folder stays.
@@ -368,8 +395,8 @@ impl OutputFolder {
 
 impl Drop for OutputFolder {
     fn drop(&mut self) {
-        if let (Some((made, _)), false) = (&self.made, self.kept) {
-            let _ = std::fs::remove_dir_all(made);
+        if let (Some(made), false) = (&self.made, self.kept) {
+            made.remove();
         }
     }
 }
@@ -632,6 +659,36 @@ mod tests {
         assert!(file.is_file());
     }
 
+    #[test]
+    fn a_failed_or_interrupted_run_leaves_what_another_run_wrote_beside_its_folder() {
+        let _serial = STAGING_TESTS.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let dir = tempfile::tempdir().unwrap();
+        let results = dir.path().join("results");
+        let (a, b) = (results.join("a"), results.join("b"));
+        // Run a claims results/a before results/ exists; run b finishes results/b meanwhile.
+        let failed = OutputFolder::claim(&a, "x.json").unwrap();
+        let interrupted = OutputFolder::claim(&results.join("c"), "x.json").unwrap();
+        std::fs::create_dir_all(&a).unwrap();
+        std::fs::create_dir_all(results.join("c")).unwrap();
+        std::fs::create_dir_all(&b).unwrap();
+        std::fs::write(b.join("model.bin"), "x").unwrap();
+        drop(failed);
+        assert!(!a.exists() && b.join("model.bin").is_file(), "only its own folder goes");
+        crate::cleanup::remove_registered(|p| p.starts_with(dir.path()));
+        assert!(!results.join("c").exists() && b.join("model.bin").is_file());
+        drop(interrupted);
+
+        #[cfg(unix)]
+        {
+            let link = dir.path().join("link");
+            std::os::unix::fs::symlink(dir.path().join("nowhere"), &link).unwrap();
+            assert!(
+                OutputFolder::claim(&link, "x.json").is_err(),
+                "a link to nothing is no folder"
+            );
+            assert!(std::fs::symlink_metadata(&link).is_ok(), "and it stays");
+        }
+    }
     #[test]
     fn npy_round_trips_through_candle() {
         let dir = tempfile::tempdir().unwrap();
