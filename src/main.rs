@@ -70,6 +70,9 @@ fn init_logging(verbose: u8) {
         .with_ansi(std::io::stderr().is_terminal())
         .with_target(false)
         .without_time()
+        // A log line that cannot be written (stderr closed) is dropped; reporting that with
+        // `eprintln!` would panic.
+        .log_internal_errors(false)
         .init();
 }
 

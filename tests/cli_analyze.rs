@@ -219,6 +219,28 @@ fn outputs_that_would_replace_the_input_are_refused() {
         .stderr(predicate::str::contains("is a file, not a folder"));
 }
 
+/// `habitlens ... 2>&1 >/dev/null | (exit 0)`: a warning written to a stderr whose reader has
+/// gone is lost, not the run (the logger reported its failed write with a panic, exit 101).
+#[test]
+fn closed_stderr_loses_the_warnings_not_the_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = common::write(dir.path(), "one.csv", "text\nthe zipper broke after a week\n");
+    let out = dir.path().join("out");
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let status = std::process::Command::new(assert_cmd::cargo::cargo_bin("habitlens"))
+        .env("HF_HOME", common::hf_home())
+        .env_remove("HABITLENS_MODEL")
+        .env_remove("RUST_LOG")
+        .args(["-v", "analyze", input.to_str().unwrap(), "--output-dir", out.to_str().unwrap()])
+        .stdout(std::process::Stdio::null())
+        .stderr(writer)
+        .status()
+        .unwrap();
+    assert!(status.success(), "{status:?}");
+    assert!(out.join("rows.csv").is_file() && out.join("summary.json").is_file());
+}
+
 /// Warnings written to a file or a pipe carry no terminal colour codes.
 #[test]
 fn warnings_off_a_terminal_are_plain_text() {
