@@ -149,9 +149,15 @@ fn train_evaluate_and_classify_with_two_heads_in_one_pass() {
     let clash = dir.path().join("clash.json");
     let head_json = sentiment.join("head.json");
     let before = std::fs::read(&head_json).unwrap();
+    let (new, new_dot) = (dir.path().join("new/r.json"), dir.path().join("new/./r.json"));
+    let (up, plain) = (dir.path().join("sub/../x.json"), dir.path().join("x.json"));
+    let in_head = sentiment.join("sub/r.json");
     for (report, confusion, says) in [
         (clash.as_path(), Some(clash.as_path()), "both name"),
+        (new.as_path(), Some(new_dot.as_path()), "both name"),
+        (up.as_path(), Some(plain.as_path()), "both name"),
         (head_json.as_path(), None, "head folder"),
+        (in_head.as_path(), None, "head folder"),
         (test.as_path(), None, "the input file"),
     ] {
         let mut cmd = habitlens(&cache);
@@ -162,8 +168,25 @@ fn train_evaluate_and_classify_with_two_heads_in_one_pass() {
         }
         cmd.assert().code(2).stderr(predicate::str::contains(says));
     }
-    assert!(!clash.exists());
+    assert!(!clash.exists() && !new.exists() && !plain.exists());
+    assert!(!sentiment.join("sub").exists());
     assert_eq!(std::fs::read(&head_json).unwrap(), before, "the head folder is untouched");
+
+    // With stdout's reader gone (`| head` done), the tables stop but the files are written.
+    let late = dir.path().join("late.json");
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let status = std::process::Command::new(assert_cmd::cargo::cargo_bin("habitlens"))
+        .env("HF_HOME", common::hf_home())
+        .env("HABITLENS_CACHE", &cache)
+        .env_remove("HABITLENS_MODEL")
+        .args(["evaluate", test.to_str().unwrap(), "--head", sentiment.to_str().unwrap()])
+        .args(["--report", late.to_str().unwrap()])
+        .stdout(writer)
+        .stderr(std::process::Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success() && late.is_file(), "{status:?}");
 
     // Classify with both heads; a blank text still gets its row.
     let mut input = std::fs::read_to_string(&test).unwrap();

@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::{Component, Path, PathBuf};
 
 use anyhow::Context;
 use comfy_table::{ContentArrangement, Table, presets::UTF8_FULL_CONDENSED};
@@ -62,20 +62,26 @@ struct Planned {
 }
 
 /// The `--report` and `--confusion` files of every head, refused before any work when one would
-/// replace the input, a file of a head folder or another output, or cannot be written.
+/// replace the input or another output, lies inside a head folder or the `--model` folder, or
+/// cannot be written.
 fn plan_outputs(
     args: &EvaluateArgs,
     heads: &[Head],
 ) -> anyhow::Result<(Vec<Planned>, Vec<Planned>)> {
     let several = heads.len() > 1;
-    let mut reads: Vec<(PathBuf, String)> =
-        vec![(args.input.input.clone(), "the input file".into())];
-    for dir in &args.heads {
-        for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-            let what = format!("a file of head folder `{}`", dir.display());
-            reads.push((entry.path(), what));
-        }
+    let reads = [(args.input.input.as_path(), "the input file")];
+    let mut folders: Vec<(PathBuf, String)> = args
+        .heads
+        .iter()
+        .map(|dir| (dir.clone(), format!("head folder `{}`", dir.display())))
+        .collect();
+    if let Some(model) = args.model.model.as_deref().map(Path::new).filter(|m| m.is_dir()) {
+        folders.push((model.to_path_buf(), format!("model folder `{}`", model.display())));
     }
+    let folders: Vec<(PathBuf, String)> = folders
+        .into_iter()
+        .filter_map(|(dir, what)| Some((std::fs::canonicalize(dir).ok()?, what)))
+        .collect();
     let plan =
         |flag: &'static str, path: &Option<PathBuf>, keep: &dyn Fn(&Head) -> bool| {
             path.iter()
@@ -89,12 +95,20 @@ fn plan_outputs(
     let reports = plan("--report", &args.report, &|_| true);
     let single = |h: &Head| h.meta.task == TaskKind::SingleLabel;
     let confusions = plan("--confusion", &args.confusion, &single);
-    let all: Vec<&Planned> = reports.iter().chain(&confusions).collect();
-    let read_refs: Vec<(&Path, &str)> =
-        reads.iter().map(|(p, w)| (p.as_path(), w.as_str())).collect();
-    for (i, out) in all.iter().enumerate() {
-        super::check_output_file(&out.path, out.flag, &read_refs)?;
-        if let Some(other) = all[..i].iter().find(|o| same_destination(&o.path, &out.path)) {
+    let all: Vec<(&Planned, PathBuf)> =
+        reports.iter().chain(&confusions).map(|out| (out, resolved(&out.path))).collect();
+    for (i, (out, target)) in all.iter().enumerate() {
+        super::check_output_file(&out.path, out.flag, &reads)?;
+        if let Some((_, what)) = folders.iter().find(|(dir, _)| target.starts_with(dir)) {
+            return Err(UsageError(format!(
+                "`{}` `{}` lies inside {what}; writing there could replace the files it is \
+                 loaded from, so name a file elsewhere",
+                out.flag,
+                out.path.display()
+            ))
+            .into());
+        }
+        if let Some((other, _)) = all[..i].iter().find(|(_, t)| t == target) {
             return Err(UsageError(format!(
                 "`{}` and `{}` both name `{}`; give them different files",
                 other.flag,
@@ -104,23 +118,30 @@ fn plan_outputs(
             .into());
         }
     }
-    for out in &all {
+    for (out, _) in &all {
         check_writable(&out.path)?;
     }
     Ok((reports, confusions))
 }
 
-/// Whether two output paths name the same file (also when it does not exist yet).
-fn same_destination(a: &Path, b: &Path) -> bool {
-    let resolve = |p: &Path| -> PathBuf {
-        let name = p.file_name().map(PathBuf::from).unwrap_or_default();
-        match p.parent().filter(|d| !d.as_os_str().is_empty()).map(std::fs::canonicalize) {
-            Some(Ok(dir)) => dir.join(name),
-            None => std::fs::canonicalize(".").unwrap_or_default().join(name),
-            Some(Err(_)) => p.to_path_buf(),
+/// The file `path` names, also when it or its folders do not exist yet: the longest part of it
+/// that exists with its links resolved, then the rest with `.` and `..` read as written.
+fn resolved(path: &Path) -> PathBuf {
+    let path = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+    for base in path.ancestors() {
+        let Ok(mut out) = std::fs::canonicalize(base) else { continue };
+        for part in path.strip_prefix(base).unwrap_or(Path::new("")).components() {
+            match part {
+                Component::ParentDir => {
+                    out.pop();
+                }
+                Component::CurDir => {}
+                part => out.push(part),
+            }
         }
-    };
-    a == b || resolve(a) == resolve(b)
+        return out;
+    }
+    path
 }
 
 pub(super) fn run(args: &EvaluateArgs, ui: Ui) -> anyhow::Result<()> {
