@@ -122,7 +122,7 @@ pub enum InputError {
     },
     /// No text column was named, and several columns are called `text` (in any case).
     #[error(
-        "`{file}` has {count} columns called `text` (in any case): {columns}; which one holds the texts is not clear\nhint: rename the columns so one is called `text`, or pass `--text-column NAME`"
+        "`{file}` has {count} columns called `text` (in any case): {columns}; which one holds the texts is not clear\nhint: {hint}"
     )]
     SeveralTextColumns {
         /// File name.
@@ -131,6 +131,8 @@ pub enum InputError {
         count: usize,
         /// Their names as written.
         columns: String,
+        /// What to do.
+        hint: &'static str,
     },
     /// No text column was named and none could be chosen.
     #[error(
@@ -167,6 +169,12 @@ pub enum InputError {
         line: u64,
         /// Description.
         problem: String,
+    },
+    /// A quoted field of the CSV header is never closed.
+    #[error("`{file}`, header (line 1): {}", crate::open_quote::HEADER_NEVER_CLOSED)]
+    HeaderQuote {
+        /// File name.
+        file: String,
     },
     /// A JSONL line is not a JSON object.
     #[error("`{file}`, row {row}: {problem}")]
@@ -312,6 +320,10 @@ impl Reader {
                     .delimiter(delimiter)
                     .has_headers(true)
                     .from_reader(raw);
+                reader.byte_headers().map_err(|e| csv_error(&file, 0, e, 0))?;
+                if watch.header_open(reader.position()) {
+                    return Err(InputError::HeaderQuote { file });
+                }
                 let header_bytes = reader.byte_headers().map_err(|e| csv_error(&file, 0, e, 0))?;
                 let headers: Vec<String> = header_bytes
                     .iter()
@@ -361,10 +373,20 @@ impl Reader {
                             _ => {
                                 let columns: Vec<String> =
                                     named.iter().map(|&i| headers[i].clone()).collect();
+                                // `--text-column` cannot tell apart two columns of one name.
+                                let alike = columns.iter().any(|c| {
+                                    columns.iter().filter(|other| *other == c).count() > 1
+                                });
                                 return Err(InputError::SeveralTextColumns {
                                     file: file.clone(),
                                     count: named.len(),
                                     columns: list_columns(&columns),
+                                    hint: if alike {
+                                        "rename the columns so that only one is called `text`"
+                                    } else {
+                                        "rename the columns so that only one is called `text`, \
+                                         or pass `--text-column NAME`"
+                                    },
                                 });
                             }
                         }
@@ -425,19 +447,16 @@ impl Reader {
                     Ok(false) => {
                         return match watch.open_at_end() {
                             None => Ok(None),
-                            Some(line) => {
-                                let line = if self.row == 0 { line } else { line + *line_lag };
-                                Err(InputError::Malformed {
-                                    file: self.file.clone(),
-                                    row: self.row,
-                                    line,
-                                    problem: never_closed(line),
-                                })
-                            }
+                            Some(line) => Err(unclosed(&self.file, self.row, line)),
                         };
                     }
                     Ok(true) => {}
-                    Err(e) => return Err(csv_error(&self.file, row, e, *line_lag)),
+                    Err(e) => {
+                        return Err(match watch.open_in_failed() {
+                            Some(line) => unclosed(&self.file, row, line),
+                            None => csv_error(&self.file, row, e, *line_lag),
+                        });
+                    }
                 }
                 self.row = row;
                 let field = |index: usize| -> Result<String, InputError> {
@@ -605,6 +624,11 @@ pub(crate) fn crlf_lag<R: Read>(reader: &csv::Reader<R>) -> u64 {
     u64::from(reader.position().line() < 2)
 }
 
+/// Row `row`, whose quote opened on `line` is never closed.
+fn unclosed(file: &str, row: usize, line: u64) -> InputError {
+    InputError::Malformed { file: file.to_string(), row, line, problem: never_closed(line) }
+}
+
 fn csv_error(file: &str, row: usize, err: csv::Error, line_lag: u64) -> InputError {
     let line = err.position().map_or(0, |p| p.line() + line_lag);
     match err.into_kind() {
@@ -706,13 +730,11 @@ mod tests {
 
     #[test]
     fn two_default_text_columns_are_an_error() {
-        for header in ["id,text,text", "id,Text,TEXT"] {
+        for (header, names_one) in [("id,text,text", false), ("id,Text,TEXT", true)] {
             let (_d, path) = write_temp("d.csv", format!("{header}\n1,a,b\n").as_bytes());
             let msg = read_all(&path, ReadOptions::default()).unwrap_err().to_string();
-            assert!(
-                msg.contains("2 columns called `text`") && msg.contains("--text-column"),
-                "{msg}"
-            );
+            assert!(msg.contains("2 columns called `text`"), "{msg}");
+            assert_eq!(msg.contains("--text-column"), names_one, "{msg}");
         }
         let (_d, path) = write_temp("d.csv", b"id,TEXT\n1,a\n");
         assert_eq!(read_all(&path, ReadOptions::default()).unwrap()[0].text, "a");
@@ -736,6 +758,15 @@ mod tests {
         }
         let (_d, path) = write_temp("q.csv", b"id,text\n1,\"a\nb\"\n2,\"c \"\"d\"\"\"\n");
         assert_eq!(read_all(&path, ReadOptions::default()).unwrap().len(), 2);
+        for (bytes, says) in [
+            (&b"id,text\n1,a\n\n\n2,\"b\n3,c\n"[..], "row 2 (line 5)"),
+            (b"text,id\n\"a,1\n2,b\n", "row 1 (line 2): a quoted field opened on line 2"),
+            (b"id,\"text\n1,a\n", "header (line 1)"),
+        ] {
+            let (_d, path) = write_temp("q.csv", bytes);
+            let msg = read_all(&path, ReadOptions::default()).unwrap_err().to_string();
+            assert!(msg.contains(says) && msg.contains("never closed"), "{msg}");
+        }
     }
 
     #[test]

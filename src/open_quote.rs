@@ -16,6 +16,8 @@ use std::rc::Rc;
 struct Kept {
     start: u64,
     bytes: Vec<u8>,
+    /// Whether the input has been read to its end.
+    at_end: bool,
 }
 
 impl Kept {
@@ -48,7 +50,9 @@ struct Tail<R> {
 impl<R: Read> Read for Tail<R> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         let n = self.inner.read(buf)?;
-        self.kept.borrow_mut().bytes.extend_from_slice(&buf[..n]);
+        let mut kept = self.kept.borrow_mut();
+        kept.bytes.extend_from_slice(&buf[..n]);
+        kept.at_end |= n == 0 && !buf.is_empty();
         Ok(n)
     }
 }
@@ -82,14 +86,47 @@ impl Watch {
         self.kept.borrow_mut().forget_before(self.previous.0);
     }
 
-    /// Once a read found the end of the input: the line on which the last record (or the header,
-    /// when there was none) started, if a quoted field it opened is never closed.
+    /// Once a read found the end of the input: the line on which a quoted field of the last
+    /// record (or of the header, when there was none) opened, if it is never closed.
     pub fn open_at_end(&self) -> Option<u64> {
-        let kept = self.kept.borrow();
         let (start, line) = self.previous;
-        ends_in_open_quote(kept.from(start), self.delimiter, b'"').then_some(line)
+        self.open_from(start, None).map(|breaks| line + breaks)
+    }
+
+    /// After a read failed (a row with too few fields, say): the line on which a quoted field
+    /// opened that runs to the end of the input, if the record that failed holds one.
+    pub fn open_in_failed(&self) -> Option<u64> {
+        let (start, line) = self.last;
+        let kept = self.kept.borrow();
+        if !kept.at_end {
+            return None; // a field running to the end would have been read to the end
+        }
+        drop(kept);
+        self.open_from(start, None).map(|breaks| line + breaks)
+    }
+
+    /// Once the header is read, with the reader's position then: whether a quoted field of the
+    /// header is never closed (the whole input was then read as the header).
+    pub fn header_open(&self, header_end: &csv::Position) -> bool {
+        self.open_from(0, Some(header_end.byte())).is_some()
+    }
+
+    /// Line breaks before the quote that is still open at input offset `end` (at the end of
+    /// what was read, without one), reading from offset `start`.
+    fn open_from(&self, start: u64, end: Option<u64>) -> Option<u64> {
+        let kept = self.kept.borrow();
+        let bytes = kept.from(start);
+        let len = end.map_or(bytes.len(), |e| {
+            usize::try_from(e.saturating_sub(start)).unwrap_or(usize::MAX).min(bytes.len())
+        });
+        open_quote(&bytes[..len], self.delimiter, b'"')
     }
 }
+
+/// What to say of a header whose quote is never closed.
+pub const HEADER_NEVER_CLOSED: &str = "a quoted field in the header is never closed, so the \
+    whole file would be read as the header\nhint: close the quote, or double a quote that is \
+    part of a column name (\"\")";
 
 /// The problem to report for a quote opened on `line` and never closed.
 pub fn never_closed(line: u64) -> String {
@@ -100,11 +137,12 @@ pub fn never_closed(line: u64) -> String {
     )
 }
 
-/// Whether `record` (the raw bytes of a CSV record and whatever follows it to the end of the
-/// input) ends inside a quoted field, read as the csv crate reads it: a field is quoted when it
-/// starts with `quote`, a doubled quote inside it is one quote, and a quote inside an unquoted
-/// field is an ordinary character.
-pub fn ends_in_open_quote(record: &[u8], delimiter: u8, quote: u8) -> bool {
+/// Where the quoted field that is still open at the end of `bytes` (the raw bytes of CSV records)
+/// opened, as the number of line breaks (`\n`) before its quote; `None` when `bytes` do not end
+/// inside quotes. Read as the csv crate reads it: a field is quoted when it starts with `quote`,
+/// a doubled quote inside it is one quote, and a quote inside an unquoted field is an ordinary
+/// character.
+pub fn open_quote(bytes: &[u8], delimiter: u8, quote: u8) -> Option<u64> {
     #[derive(PartialEq)]
     enum State {
         FieldStart,
@@ -113,9 +151,13 @@ pub fn ends_in_open_quote(record: &[u8], delimiter: u8, quote: u8) -> bool {
         QuoteInQuoted,
     }
     let mut state = State::FieldStart;
-    for &b in record {
+    let (mut breaks, mut opened) = (0, 0);
+    for &b in bytes {
         state = match state {
-            State::FieldStart if b == quote => State::Quoted,
+            State::FieldStart if b == quote => {
+                opened = breaks;
+                State::Quoted
+            }
             State::FieldStart | State::Unquoted | State::QuoteInQuoted
                 if b == delimiter || b == b'\n' || b == b'\r' =>
             {
@@ -126,8 +168,9 @@ pub fn ends_in_open_quote(record: &[u8], delimiter: u8, quote: u8) -> bool {
             State::Quoted => State::Quoted,
             State::FieldStart | State::Unquoted | State::QuoteInQuoted => State::Unquoted,
         };
+        breaks += u64::from(b == b'\n');
     }
-    state == State::Quoted
+    (state == State::Quoted).then_some(opened)
 }
 
 #[cfg(test)]
@@ -136,38 +179,55 @@ mod tests {
 
     #[test]
     fn open_and_closed_quotes_are_told_apart() {
-        let open = |s: &str| ends_in_open_quote(s.as_bytes(), b',', b'"');
-        assert!(open("2,\"great screen\n3,ok\n4,good\n"));
-        assert!(open("2,\"she said \"\"hi\"\"\n3,ok"));
-        assert!(!open("2,\"great\nscreen\"\n"));
-        assert!(!open("2,\"she said \"\"hi\"\"\"\n"));
-        assert!(!open("2,a 5\" screen\n"), "a quote inside an unquoted field is a character");
-        assert!(!open("2,\"a\"b,c\n"));
-        assert!(!open("2,\"\"\n"));
-        assert!(open("2,\""));
-        assert!(!ends_in_open_quote(b"2;'x;y'\n", b';', b'\''));
+        let open = |s: &str| open_quote(s.as_bytes(), b',', b'"');
+        assert_eq!(open("2,\"great screen\n3,ok\n4,good\n"), Some(0));
+        assert_eq!(open("2,\"she said \"\"hi\"\"\n3,ok"), Some(0));
+        assert_eq!(open("\n\n2,\"x\ny\",\"open\n3,ok"), Some(3), "line breaks before the quote");
+        assert_eq!(open("2,\"great\nscreen\"\n"), None);
+        assert_eq!(open("2,\"she said \"\"hi\"\"\"\n"), None);
+        assert_eq!(
+            open("2,a 5\" screen\n"),
+            None,
+            "a quote inside an unquoted field is a character"
+        );
+        assert_eq!(open("2,\"a\"b,c\n"), None);
+        assert_eq!(open("2,\"\"\n"), None);
+        assert_eq!(open("2,\""), Some(0));
+        assert_eq!(open_quote(b"2;'x;y'\n", b';', b'\''), None);
+    }
+
+    /// Reads `text` as the CSV readers do: the rows read, and the line of a quote never closed.
+    fn read(text: &'static str) -> (usize, Option<u64>) {
+        let (input, mut watch) = Watch::wrap(text.as_bytes(), b',');
+        let mut reader = csv::ReaderBuilder::new().from_reader(input);
+        reader.byte_headers().unwrap();
+        if watch.header_open(reader.position()) {
+            return (0, Some(1));
+        }
+        let mut record = csv::ByteRecord::new();
+        let mut rows = 0;
+        loop {
+            watch.record_starts(reader.position());
+            match reader.read_byte_record(&mut record) {
+                Ok(false) => return (rows, watch.open_at_end()),
+                Ok(true) => rows += 1,
+                Err(_) => return (rows, watch.open_in_failed()),
+            }
+        }
     }
 
     #[test]
-    fn the_watch_finds_a_runaway_quote_in_the_last_record_only() {
-        let read = |text: &'static str| {
-            let (input, mut watch) = Watch::wrap(text.as_bytes(), b',');
-            let mut reader = csv::ReaderBuilder::new().from_reader(input);
-            reader.byte_headers().unwrap();
-            let mut record = csv::ByteRecord::new();
-            let mut rows = 0;
-            loop {
-                watch.record_starts(reader.position());
-                if !reader.read_byte_record(&mut record).unwrap() {
-                    return (rows, watch.open_at_end());
-                }
-                rows += 1;
-            }
-        };
+    fn the_watch_finds_a_runaway_quote_and_the_line_it_opened_on() {
         assert_eq!(read("id,text\n1,ok\n2,\"open\n3,lost\n4,lost\n"), (2, Some(3)));
+        assert_eq!(read("id,text\r\n1,ok\r\n2,\"open\r\n3,lost\r\n"), (2, Some(3)));
+        assert_eq!(read("id,text\n1,a\n\n\n2,\"open\n3,c\n"), (2, Some(5)), "after blank lines");
+        assert_eq!(read("id,text\r\n1,a\r\n\r\n2,\"open\r\n3,c\r\n"), (2, Some(4)));
+        assert_eq!(read("id,text\n1,\"x\ny\"\n2,\"open\n3,c"), (2, Some(4)), "after a long row");
+        assert_eq!(read("a,b,c\n1,\"open,2\n3,4,5\n"), (0, Some(2)), "not in the last column");
         assert_eq!(read("id,text\n1,\"two\nlines\"\n2,b\n"), (2, None));
         assert_eq!(read("id,\"text\n1,a\n"), (0, Some(1)), "a header that never closes");
         assert_eq!(read("id,text\n1,\"a \"\"b\"\" c\"\n"), (1, None));
+        assert_eq!(read("a,b,c\n1,2\n3,\"x\n"), (0, None), "a short row, and the quote is later");
     }
 
     #[test]

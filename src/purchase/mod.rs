@@ -51,6 +51,12 @@ pub enum PurchaseError {
         /// Its extension.
         extension: String,
     },
+    /// A quoted field of the header is never closed.
+    #[error("`{file}`, header (line 1): {}", crate::open_quote::HEADER_NEVER_CLOSED)]
+    HeaderQuote {
+        /// File name.
+        file: String,
+    },
     /// The file has no header or no rows.
     #[error("`{file}` is empty: {what}")]
     Empty {

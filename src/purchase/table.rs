@@ -72,6 +72,9 @@ impl Table {
             .iter()
             .map(|h| h.trim_start_matches('\u{feff}').trim().to_string())
             .collect();
+        if watch.header_open(csv.position()) {
+            return Err(PurchaseError::HeaderQuote { file });
+        }
         if headers.iter().all(String::is_empty) {
             return Err(PurchaseError::Empty { file, what: "no header row" });
         }
@@ -90,17 +93,17 @@ impl Table {
             match csv.read_record(&mut record) {
                 Ok(false) => break,
                 Ok(true) => rows.push(record.iter().map(str::to_string).collect()),
-                Err(e) => return Err(csv_error(&file, rows.len() + 1, e, &headers, lag)),
+                Err(e) => {
+                    let row = rows.len() + 1;
+                    return Err(match watch.open_in_failed() {
+                        Some(line) => unclosed(&file, row, line),
+                        None => csv_error(&file, row, e, &headers, lag),
+                    });
+                }
             }
         }
         if let Some(line) = watch.open_at_end() {
-            let line = if rows.is_empty() { line } else { line + lag };
-            return Err(PurchaseError::Malformed {
-                file,
-                row: rows.len(),
-                line,
-                problem: never_closed(line),
-            });
+            return Err(unclosed(&file, rows.len(), line));
         }
         if rows.is_empty() {
             return Err(PurchaseError::Empty { file, what: "a header but no rows" });
@@ -171,6 +174,11 @@ pub fn list_columns(names: &[String]) -> String {
     names.iter().map(|h| format!("`{h}`")).collect::<Vec<_>>().join(", ")
 }
 
+/// Row `row`, whose quote opened on `line` is never closed.
+fn unclosed(file: &str, row: usize, line: u64) -> PurchaseError {
+    PurchaseError::Malformed { file: file.to_string(), row, line, problem: never_closed(line) }
+}
+
 /// `headers` names the column of a bad field (empty while reading the header itself).
 fn csv_error(
     file: &str,
@@ -230,8 +238,15 @@ mod tests {
 
     #[test]
     fn a_quote_never_closed_is_an_error_not_lost_rows() {
-        let msg = table("a,b\n1,x\n2,\"y\n3,z\n").unwrap_err().to_string();
-        assert!(msg.contains("row 2 (line 3)") && msg.contains("never closed"), "{msg}");
+        for (text, says) in [
+            ("a,b\n1,x\n2,\"y\n3,z\n", "row 2 (line 3)"),
+            ("a,b\r\n1,x\r\n\r\n2,\"y\r\n3,z\r\n", "row 2 (line 4)"),
+            ("a,b\n\"1,x\n2,z\n", "row 1 (line 2)"),
+            ("a,\"b\n1,x\n", "header (line 1)"),
+        ] {
+            let msg = table(text).unwrap_err().to_string();
+            assert!(msg.contains(says) && msg.contains("never closed"), "{text:?}: {msg}");
+        }
     }
 
     #[test]
