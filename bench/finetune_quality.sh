@@ -4,11 +4,14 @@
 # vectors), scored on the held-out 20% cut that bench/heads_quality.sh uses (the official test
 # splits are held back from this project).
 #
-# Usage: bench/finetune_quality.sh [full] [full-extra] [few] [few-draws] [few-tune] [semeval]
+# Usage: bench/finetune_quality.sh [full] [full-extra] [full-all] [few] [few-draws] [few-tune]
+#          [semeval]
 #          (default: full, few and semeval)
 #   full     Banking77, the whole training cut (8,005 rows), default settings (3 epochs)
 #   full-extra  the same with --epochs 5 --patience 5 (the epoch kept by validation loss),
 #            with --epochs 5 --lr 1e-4, and with --epochs 5 --patience 5 --select-by score
+#   full-all  every row of the training cut trains, no validation (--val-fraction 0), for the
+#            4 epochs that validated best in full-extra's runs
 #   few      Banking77, 8 examples per intent drawn from the training cut (seed 1), fine-tuned
 #            with and without --contrastive: 8 epochs with validation, and 3 epochs without
 #            (--val-fraction 0); and the contrastive stage with a probe alone (--epochs 0)
@@ -104,6 +107,11 @@ for case in "${cases[@]}"; do
       run banking77-finetune-5epochs-score "$b/train.csv" "$b/test.csv" --fine-tune --epochs 5 \
         --patience 5 --select-by score
       ;;
+    full-all)
+      # The epoch count chosen on validation rows, then trained again on all the rows.
+      run banking77-finetune-all-4epochs "$b/train.csv" "$b/test.csv" --fine-tune \
+        --val-fraction 0 --epochs 4
+      ;;
     few)
       python3 bench/few_shot.py "$b/train.csv" 8 1 "$b/train8.csv"
       run banking77-8shot-frozen "$b/train8.csv" "$b/test.csv"
@@ -166,7 +174,7 @@ for case in "${cases[@]}"; do
       run semeval-frozen "$s/train.csv" "$s/test.csv" --multi-label
       run semeval-finetune "$s/train.csv" "$s/test.csv" --multi-label --fine-tune
       ;;
-    *) echo "unknown case: $case (full, full-extra, few, few-draws, few-tune, semeval)" >&2; exit 2 ;;
+    *) echo "unknown case: $case (full, full-extra, full-all, few, few-draws, few-tune, semeval)" >&2; exit 2 ;;
   esac
 done
 
