@@ -54,7 +54,7 @@ pub fn is_registered(path: &Path) -> bool {
 
 /// Removes `dir`, then each folder above it up to `up_to` (included), stopping at the first one
 /// that is not empty.
-pub fn remove_empty_folders(dir: &Path, up_to: &Path) {
+fn remove_empty_folders(dir: &Path, up_to: &Path) {
     for folder in dir.ancestors() {
         if std::fs::remove_dir(folder).is_err() || folder == up_to {
             break;
@@ -86,6 +86,29 @@ pub fn remove_registered(which: impl Fn(&Path) -> bool) {
         if let Removal::EmptyUpTo(up_to) = removal {
             remove_empty_folders(path, up_to);
         }
+    }
+}
+
+/// Folders a run is about to make to hold an output: `dir` and those of its parents that are
+/// missing. They are on the register, to be removed while empty, until this is dropped.
+#[derive(Debug)]
+pub struct MadeFolders {
+    dir: PathBuf,
+    top: PathBuf,
+    _entry: Registered,
+}
+
+impl MadeFolders {
+    /// The folders that creating `dir` would make; `None` when `dir` is there already.
+    pub fn before_creating(dir: &Path) -> Option<Self> {
+        let top = first_missing(dir)?;
+        let entry = register(dir, Removal::EmptyUpTo(top.clone()));
+        Some(Self { dir: dir.to_path_buf(), top, _entry: entry })
+    }
+
+    /// Removes `dir`, then the parents made with it, each only while it is empty.
+    pub fn remove_empty(&self) {
+        remove_empty_folders(&self.dir, &self.top);
     }
 }
 

@@ -6,9 +6,7 @@ use std::path::{Path, PathBuf};
 
 use tempfile::NamedTempFile;
 
-use crate::cleanup::{
-    Registered, Removal, first_missing, is_there, register, remove_empty_folders,
-};
+use crate::cleanup::{MadeFolders, Registered, Removal, first_missing, is_there, register};
 
 /// What went wrong while writing output.
 #[derive(Debug, thiserror::Error)]
@@ -63,8 +61,8 @@ pub struct AtomicFile {
     /// `None` once committed.
     writer: Option<BufWriter<NamedTempFile>>,
     dest: PathBuf,
-    /// The folders made for the file: the topmost, and its registration.
-    made: Option<(PathBuf, Registered)>,
+    /// The folders made for the file.
+    made: Option<MadeFolders>,
     _temp: Registered,
 }
 
@@ -78,17 +76,11 @@ impl AtomicFile {
             Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
             _ => PathBuf::from("."),
         };
-        let made = first_missing(&parent);
-        let made = made.map(|top| {
-            let entry = register(&parent, Removal::EmptyUpTo(top.clone()));
-            (top, entry)
-        });
+        let made = MadeFolders::before_creating(&parent);
         let tmp = match temp_beside(dest) {
             Ok(tmp) => tmp,
             Err(source) => {
-                if let Some((top, _)) = &made {
-                    remove_empty_folders(&parent, top);
-                }
+                made.iter().for_each(MadeFolders::remove_empty);
                 return Err(OutputError::Io { path: dest.to_path_buf(), source });
             }
         };
@@ -131,13 +123,7 @@ impl Drop for AtomicFile {
     fn drop(&mut self) {
         // The temporary file first (dropping it removes it), then the folders made for it.
         drop(self.writer.take());
-        if let Some((top, _)) = &self.made {
-            let parent = match self.dest.parent() {
-                Some(p) if !p.as_os_str().is_empty() => p,
-                _ => Path::new("."),
-            };
-            remove_empty_folders(parent, top);
-        }
+        self.made.iter().for_each(MadeFolders::remove_empty);
     }
 }
 
@@ -325,30 +311,27 @@ pub struct OutputFolder {
     kept: bool,
 }
 
-/// A folder made for a run's outputs, and the missing parents made with it.
+/// A folder made for a run's outputs, removed with its contents, and the missing parents made
+/// with it, removed only while empty (another run may have written beside the folder).
 #[derive(Debug)]
 struct Made {
     dir: PathBuf,
-    top: PathBuf,
-    _entries: Vec<Registered>,
+    _entry: Registered,
+    parents: Option<MadeFolders>,
 }
 
 impl Made {
-    /// Registers `dir` (removed with its contents) and, when `top` lies above it, the parents
-    /// up to `top` (each removed only while empty: another run may have written beside `dir`).
-    fn register(dir: &Path, top: &Path) -> Self {
-        let mut entries = vec![register(dir, Removal::Tree)];
-        if let Some(parent) = dir.parent().filter(|_| dir != top) {
-            entries.push(register(parent, Removal::EmptyUpTo(top.to_path_buf())));
-        }
-        Self { dir: dir.to_path_buf(), top: top.to_path_buf(), _entries: entries }
+    fn register(dir: &Path) -> Self {
+        let parents = dir
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .and_then(MadeFolders::before_creating);
+        Self { dir: dir.to_path_buf(), _entry: register(dir, Removal::Tree), parents }
     }
 
     fn remove(&self) {
         let _ = std::fs::remove_dir_all(&self.dir);
-        if let Some(parent) = self.dir.parent().filter(|_| self.dir != self.top) {
-            remove_empty_folders(parent, &self.top);
-        }
+        self.parents.iter().for_each(MadeFolders::remove_empty);
     }
 }
 
@@ -384,7 +367,7 @@ impl OutputFolder {
             return Err(not_a_folder(&existing));
         }
         tempfile::Builder::new().prefix(".habitlens-").tempfile_in(&existing).map_err(io_err)?;
-        Ok(Self { made: Some(Made::register(dir, &top)), kept: false })
+        Ok(Self { made: Some(Made::register(dir)), kept: false })
     }
 
     /// The run succeeded: the folder stays.
@@ -416,7 +399,7 @@ pub struct StagedFolder {
     _staged_entry: Registered,
     /// Folders made above the staging folder (a new destination's missing parents), removed
     /// again when nothing is committed.
-    made: Option<(PathBuf, Registered)>,
+    made: Option<MadeFolders>,
     committed: bool,
 }
 
@@ -436,17 +419,9 @@ impl StagedFolder {
                 _ => PathBuf::from("."),
             }
         };
-        let made = first_missing(&parent).map(|top| {
-            let entry = register(&parent, Removal::EmptyUpTo(top.clone()));
-            (top, entry)
-        });
-        let undo = |made: &Option<(PathBuf, Registered)>| {
-            if let Some((top, _)) = made {
-                remove_empty_folders(&parent, top);
-            }
-        };
+        let made = MadeFolders::before_creating(&parent);
         if let Err(e) = std::fs::create_dir_all(&parent) {
-            undo(&made);
+            made.iter().for_each(MadeFolders::remove_empty);
             return Err(io_err(e));
         }
         let mut builder = tempfile::Builder::new();
@@ -461,7 +436,7 @@ impl StagedFolder {
         let staged = match builder.tempdir_in(&parent) {
             Ok(staged) => staged,
             Err(e) => {
-                undo(&made);
+                made.iter().for_each(MadeFolders::remove_empty);
                 return Err(io_err(e));
             }
         };
@@ -524,10 +499,9 @@ impl Drop for StagedFolder {
     fn drop(&mut self) {
         // The `TempDir` removes the staging folder (if it was not renamed into place) after
         // this; the folders made above it go only when nothing was committed.
-        if let (Some((top, _)), false) = (&self.made, self.committed) {
+        if let (Some(made), false) = (&self.made, self.committed) {
             let _ = std::fs::remove_dir_all(self.staged.path());
-            let parent = self.staged.path().parent().unwrap_or(Path::new("."));
-            remove_empty_folders(parent, top);
+            made.remove_empty();
         }
     }
 }
