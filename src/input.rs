@@ -256,8 +256,6 @@ enum Inner {
         id: Option<usize>,
         extra: Vec<usize>,
         record: csv::ByteRecord,
-        /// Added to the csv crate's line numbers of data rows (see [`crlf_lag`]).
-        line_lag: u64,
         /// Catches a quote that is never closed.
         watch: Watch,
     },
@@ -320,11 +318,11 @@ impl Reader {
                     .delimiter(delimiter)
                     .has_headers(true)
                     .from_reader(raw);
-                reader.byte_headers().map_err(|e| csv_error(&file, 0, e, 0))?;
+                reader.byte_headers().map_err(|e| csv_error(&file, 0, e, 1))?;
                 if watch.header_open(reader.position()) {
                     return Err(InputError::HeaderQuote { file });
                 }
-                let header_bytes = reader.byte_headers().map_err(|e| csv_error(&file, 0, e, 0))?;
+                let header_bytes = reader.byte_headers().map_err(|e| csv_error(&file, 0, e, 1))?;
                 let headers: Vec<String> = header_bytes
                     .iter()
                     .map(|h| {
@@ -399,10 +397,9 @@ impl Reader {
                     .iter()
                     .map(|(c, flag)| find(c, flag))
                     .collect::<Result<Vec<_>, _>>()?;
-                let line_lag = crlf_lag(&reader);
                 let record = csv::ByteRecord::new();
                 let reader = Box::new(reader);
-                Inner::Csv { reader, headers, text, id, extra, record, line_lag, watch }
+                Inner::Csv { reader, headers, text, id, extra, record, watch }
             }
             Format::Jsonl | Format::Text => {
                 if format == Format::Text
@@ -440,7 +437,7 @@ impl Reader {
     fn next_record(&mut self) -> Result<Option<Record>, InputError> {
         let encoding = self.options.encoding;
         match &mut self.inner {
-            Inner::Csv { reader, headers, text, id, extra, record, line_lag, watch } => {
+            Inner::Csv { reader, headers, text, id, extra, record, watch } => {
                 let row = self.row + 1;
                 watch.record_starts(reader.position());
                 match reader.read_byte_record(record) {
@@ -454,7 +451,7 @@ impl Reader {
                     Err(e) => {
                         return Err(match watch.open_in_failed() {
                             Some(line) => unclosed(&self.file, row, line),
-                            None => csv_error(&self.file, row, e, *line_lag),
+                            None => csv_error(&self.file, row, e, watch.record_line()),
                         });
                     }
                 }
@@ -616,21 +613,13 @@ fn list_columns(headers: &[String]) -> String {
     headers.iter().map(|h| format!("`{h}`")).collect::<Vec<_>>().join(", ")
 }
 
-/// Lines by which the csv crate's line numbers of data rows fall short, read once the header
-/// is: with CRLF line endings it counts a record's `\n` only when it reads the next record
-/// (rust-csv issue 395), so every data row would be reported one line early. After the header
-/// the reader stands at line 2 unless that happened.
-pub(crate) fn crlf_lag<R: Read>(reader: &csv::Reader<R>) -> u64 {
-    u64::from(reader.position().line() < 2)
-}
-
 /// Row `row`, whose quote opened on `line` is never closed.
 fn unclosed(file: &str, row: usize, line: u64) -> InputError {
     InputError::Malformed { file: file.to_string(), row, line, problem: never_closed(line) }
 }
 
-fn csv_error(file: &str, row: usize, err: csv::Error, line_lag: u64) -> InputError {
-    let line = err.position().map_or(0, |p| p.line() + line_lag);
+/// Row `row`, starting on `line`, could not be read.
+fn csv_error(file: &str, row: usize, err: csv::Error, line: u64) -> InputError {
     match err.into_kind() {
         csv::ErrorKind::Io(source) => InputError::Io { file: file.to_string(), source },
         csv::ErrorKind::UnequalLengths { expected_len, len, .. } => InputError::Malformed {
@@ -774,11 +763,18 @@ mod tests {
         for (name, bytes) in [
             ("lf.csv", &b"id,text\n1,a\n2,b\n3,c,extra\n4,d\n"[..]),
             ("crlf.csv", &b"id,text\r\n1,a\r\n2,\"b\r\nb\"\r\n3,c,extra\r\n4,d\r\n"[..]),
+            ("blank-lf.csv", &b"id,text\n1,a\n\n\n2,b,extra\n"[..]),
+            ("blank-crlf.csv", &b"id,text\r\n1,a\r\n\r\n2,b,extra\r\n"[..]),
         ] {
             let (_d, path) = write_temp(name, bytes);
             let msg = read_all(&path, ReadOptions::default()).unwrap_err().to_string();
-            let line = if name == "lf.csv" { "line 4" } else { "line 5" };
-            assert!(msg.contains(&format!("row 3 ({line})")), "{name}: {msg}");
+            let at = match name {
+                "lf.csv" => "row 3 (line 4)",
+                "crlf.csv" => "row 3 (line 5)",
+                "blank-lf.csv" => "row 2 (line 5)",
+                _ => "row 2 (line 4)",
+            };
+            assert!(msg.contains(at), "{name}: {msg}");
         }
     }
 

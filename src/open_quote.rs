@@ -86,6 +86,17 @@ impl Watch {
         self.kept.borrow_mut().forget_before(self.previous.0);
     }
 
+    /// The line on which the record being read starts, past the blank lines the csv reader
+    /// skips before it. (The reader's own line count lags by one with CRLF endings, rust-csv
+    /// issue 395, and does not count those blank lines: the record's bytes then start with
+    /// the line breaks it left out, which are counted here.)
+    pub fn record_line(&self) -> u64 {
+        let (start, line) = self.last;
+        let kept = self.kept.borrow();
+        let breaks = kept.from(start).iter().take_while(|b| matches!(b, b'\r' | b'\n'));
+        line + breaks.filter(|&&b| b == b'\n').count() as u64
+    }
+
     /// Once a read found the end of the input: the line on which a quoted field of the last
     /// record (or of the header, when there was none) opened, if it is never closed.
     pub fn open_at_end(&self) -> Option<u64> {
@@ -228,6 +239,25 @@ mod tests {
         assert_eq!(read("id,\"text\n1,a\n"), (0, Some(1)), "a header that never closes");
         assert_eq!(read("id,text\n1,\"a \"\"b\"\" c\"\n"), (1, None));
         assert_eq!(read("a,b,c\n1,2\n3,\"x\n"), (0, None), "a short row, and the quote is later");
+    }
+
+    #[test]
+    fn a_record_starts_past_blank_lines_with_lf_and_crlf_endings() {
+        for text in ["id,text\n1,a\n\n\n2,b,c\n", "id,text\r\n1,a\r\n\r\n\r\n2,b,c\r\n"] {
+            let (input, mut watch) = Watch::wrap(text.as_bytes(), b',');
+            let mut reader = csv::ReaderBuilder::new().from_reader(input);
+            reader.byte_headers().unwrap();
+            let mut record = csv::ByteRecord::new();
+            let mut lines = Vec::new();
+            loop {
+                watch.record_starts(reader.position());
+                lines.push(watch.record_line());
+                if reader.read_byte_record(&mut record).is_err() {
+                    break;
+                }
+            }
+            assert_eq!(lines, [2, 5], "{text:?}");
+        }
     }
 
     #[test]

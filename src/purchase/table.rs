@@ -68,7 +68,7 @@ impl Table {
             csv::ReaderBuilder::new().delimiter(delimiter).has_headers(true).from_reader(reader);
         let headers: Vec<String> = csv
             .headers()
-            .map_err(|e| csv_error(&file, 0, e, &[], 0))?
+            .map_err(|e| csv_error(&file, 0, e, &[], 1))?
             .iter()
             .map(|h| h.trim_start_matches('\u{feff}').trim().to_string())
             .collect();
@@ -87,7 +87,6 @@ impl Table {
         }
         let mut rows = Vec::new();
         let mut record = csv::StringRecord::new();
-        let lag = crate::input::crlf_lag(&csv);
         loop {
             watch.record_starts(csv.position());
             match csv.read_record(&mut record) {
@@ -97,7 +96,7 @@ impl Table {
                     let row = rows.len() + 1;
                     return Err(match watch.open_in_failed() {
                         Some(line) => unclosed(&file, row, line),
-                        None => csv_error(&file, row, e, &headers, lag),
+                        None => csv_error(&file, row, e, &headers, watch.record_line()),
                     });
                 }
             }
@@ -179,15 +178,15 @@ fn unclosed(file: &str, row: usize, line: u64) -> PurchaseError {
     PurchaseError::Malformed { file: file.to_string(), row, line, problem: never_closed(line) }
 }
 
-/// `headers` names the column of a bad field (empty while reading the header itself).
+/// Row `row`, starting on `line`, could not be read; `headers` names the column of a bad field
+/// (empty while reading the header itself).
 fn csv_error(
     file: &str,
     row: usize,
     err: csv::Error,
     headers: &[String],
-    line_lag: u64,
+    line: u64,
 ) -> PurchaseError {
-    let line = err.position().map_or(0, |p| p.line() + line_lag);
     match err.into_kind() {
         csv::ErrorKind::Io(source) => PurchaseError::Io { file: file.to_string(), source },
         csv::ErrorKind::UnequalLengths { expected_len, len, .. } => PurchaseError::Malformed {
@@ -233,6 +232,10 @@ mod tests {
         for text in ["a,b\n1,2\n3,4,5\n", "a,b\r\n1,2\r\n3,4,5\r\n"] {
             let msg = table(text).unwrap_err().to_string();
             assert!(msg.contains("row 2 (line 3)"), "{text:?}: {msg}");
+        }
+        for text in ["a,b\n1,2\n\n\n3,4,5\n", "a,b\r\n1,2\r\n\r\n\r\n3,4,5\r\n"] {
+            let msg = table(text).unwrap_err().to_string();
+            assert!(msg.contains("row 2 (line 5)"), "after blank lines, {text:?}: {msg}");
         }
     }
 
