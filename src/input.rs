@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::open_quote::{Watch, never_closed};
+use crate::csv_watch::{Watch, never_closed};
 
 /// File formats habitlens reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
@@ -171,7 +171,7 @@ pub enum InputError {
         problem: String,
     },
     /// A quoted field of the CSV header is never closed.
-    #[error("`{file}`, header (line 1): {}", crate::open_quote::HEADER_NEVER_CLOSED)]
+    #[error("`{file}`, header (line 1): {}", crate::csv_watch::HEADER_NEVER_CLOSED)]
     HeaderQuote {
         /// File name.
         file: String,

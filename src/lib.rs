@@ -15,6 +15,7 @@
 pub mod cleanup;
 pub mod cli;
 pub mod commands;
+pub mod csv_watch;
 pub mod embed;
 pub mod finetune;
 pub mod heads;
@@ -22,7 +23,6 @@ pub mod input;
 pub mod metrics;
 pub mod mlp;
 pub mod model;
-pub mod open_quote;
 pub mod output;
 pub mod purchase;
 pub mod rng;

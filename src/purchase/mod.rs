@@ -52,7 +52,7 @@ pub enum PurchaseError {
         extension: String,
     },
     /// A quoted field of the header is never closed.
-    #[error("`{file}`, header (line 1): {}", crate::open_quote::HEADER_NEVER_CLOSED)]
+    #[error("`{file}`, header (line 1): {}", crate::csv_watch::HEADER_NEVER_CLOSED)]
     HeaderQuote {
         /// File name.
         file: String,

@@ -7,7 +7,7 @@
 use std::path::Path;
 
 use super::PurchaseError;
-use crate::open_quote::{Watch, never_closed};
+use crate::csv_watch::{Watch, never_closed};
 
 /// Cells that count as a missing value (compared after trimming, case-insensitively).
 const MISSING_TOKENS: [&str; 6] = ["", "na", "n/a", "nan", "null", "none"];

@@ -1,10 +1,14 @@
-//! Telling a CSV file whose last quoted field is never closed from one that ends well.
+//! Watching the raw bytes of the CSV records the csv crate reads, for what it does not report.
 //!
-//! The csv crate reads a quote that is never closed as a field running to the end of the input:
-//! every line after it lands in one row's text, and the rows in those lines are lost without a
-//! word. [`Watch`] keeps the bytes of the records being read, and at the end of the input
-//! replays the last record's bytes ([`ends_in_open_quote`]) to see whether it ended inside
-//! quotes. Both CSV readers (texts and purchase tables) use it.
+//! - A quote that is never closed: the csv crate reads it as a field running to the end of the
+//!   input, so every line after it lands in one row's text and the rows in those lines are lost
+//!   without a word. [`Watch`] keeps the bytes of the records being read and replays them
+//!   ([`open_quote`]) to see whether the input ended inside quotes, and on which line the quote
+//!   opened.
+//! - The line a record starts on: the csv crate's count skips the blank lines before a record
+//!   and lags by one with CRLF endings ([`Watch::record_line`]).
+//!
+//! Both CSV readers (texts and purchase tables) use it.
 
 use std::cell::RefCell;
 use std::io::Read;
