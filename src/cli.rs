@@ -70,9 +70,10 @@ pub struct InputArgs {
     /// Input format; guessed from the extension (.csv, .tsv, .jsonl, .txt) when not given.
     #[arg(long, value_enum)]
     pub format: Option<Format>,
-    /// CSV field delimiter (a single character); `,` by default, tab for .tsv.
-    #[arg(long, value_name = "CHAR")]
-    pub delimiter: Option<char>,
+    /// CSV field delimiter: one ASCII character, or `tab` (also `\t`); `,` by default, tab for
+    /// .tsv.
+    #[arg(long, value_name = "CHAR", value_parser = parse_delimiter)]
+    pub delimiter: Option<u8>,
     /// CSV column or JSONL field holding the text.
     ///
     /// Defaults to the only column of a one-column CSV, else a column named `text`.
@@ -84,6 +85,17 @@ pub struct InputArgs {
     /// Text encoding of the input.
     #[arg(long, value_enum, default_value_t = TextEncoding::Utf8)]
     pub encoding: TextEncoding,
+}
+
+/// A `--delimiter`: one ASCII character, or `tab` / `\t` for a tab, which is awkward to type.
+fn parse_delimiter(value: &str) -> Result<u8, String> {
+    match value {
+        "tab" | "\\t" => Ok(b'\t'),
+        _ => match value.as_bytes() {
+            [byte] if byte.is_ascii() => Ok(*byte),
+            _ => Err(format!("expected one ASCII character or `tab`, got `{value}`")),
+        },
+    }
 }
 
 /// Which model embeds the texts.

@@ -334,6 +334,9 @@ impl Reader {
                 if headers.is_empty() {
                     return Err(InputError::Empty { file });
                 }
+                if let ([only], None) = (&headers[..], options.delimiter) {
+                    warn_other_delimiter(&file, only, delimiter);
+                }
                 let find = |name: &str, flag: &str| {
                     let count = headers.iter().filter(|h| *h == name).count();
                     if count > 1 {
@@ -611,6 +614,21 @@ fn decode(bytes: &[u8], encoding: TextEncoding) -> Result<String, usize> {
 
 fn list_columns(headers: &[String]) -> String {
     headers.iter().map(|h| format!("`{h}`")).collect::<Vec<_>>().join(", ")
+}
+
+/// Warns when the one column of a CSV header looks like several joined by another delimiter
+/// (`id;text`, a tab-separated file named `.csv`): the rows would be read whole as texts.
+fn warn_other_delimiter(file: &str, header: &str, delimiter: u8) {
+    let others = [(b'\t', "tab"), (b';', "';'"), (b'|', "'|'")];
+    if let Some((_, flag)) =
+        others.iter().find(|(d, _)| *d != delimiter && header.as_bytes().contains(d))
+    {
+        tracing::warn!(
+            "`{file}` has a single column, `{}`, whose name holds a {flag}: if the file is \
+             separated by it, pass `--delimiter {flag}`, or every row is read whole as one text",
+            header.escape_default()
+        );
+    }
 }
 
 /// Row `row`, whose quote opened on `line` is never closed.

@@ -241,6 +241,32 @@ fn closed_stderr_loses_the_warnings_not_the_run() {
     assert!(out.join("rows.csv").is_file() && out.join("summary.json").is_file());
 }
 
+/// A tab-separated file named `.csv` read as one column gets a warning naming `--delimiter tab`,
+/// and `--delimiter tab` (or `\t`) reads its columns.
+#[test]
+fn a_file_split_by_another_delimiter_is_pointed_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = common::write(dir.path(), "tabs.csv", "id\ttext\nr1\tfits well\n");
+    let out = dir.path().join("out.jsonl");
+    common::habitlens()
+        .args(["embed", input.to_str().unwrap(), "--output", out.to_str().unwrap()])
+        .assert()
+        .success()
+        .stderr(predicate::str::contains("--delimiter tab"));
+    for delimiter in ["tab", "\\t"] {
+        common::habitlens()
+            .args(["embed", input.to_str().unwrap(), "--delimiter", delimiter])
+            .args(["--id-column", "id", "--output", out.to_str().unwrap()])
+            .assert()
+            .success()
+            .stderr(predicate::str::contains("--delimiter").not());
+        let row: serde_json::Value =
+            serde_json::from_str(std::fs::read_to_string(&out).unwrap().lines().next().unwrap())
+                .unwrap();
+        assert_eq!(row["id"], "r1");
+    }
+}
+
 /// Warnings written to a file or a pipe carry no terminal colour codes.
 #[test]
 fn warnings_off_a_terminal_are_plain_text() {

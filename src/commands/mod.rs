@@ -74,17 +74,9 @@ fn open_input_with(
     extra_columns: Vec<(String, String)>,
     list_separator: Option<&str>,
 ) -> anyhow::Result<Reader> {
-    let delimiter = args
-        .delimiter
-        .map(|c| {
-            u8::try_from(c).map_err(|_| {
-                UsageError(format!("`--delimiter` must be one ASCII character, got `{c}`"))
-            })
-        })
-        .transpose()?;
     let options = ReadOptions {
         format: args.format,
-        delimiter,
+        delimiter: args.delimiter,
         encoding: args.encoding,
         text_column: args.text_column.clone(),
         id_column: args.id_column.clone(),
