@@ -42,8 +42,10 @@ fn run_train(args: &PurchaseTrainArgs, ui: Ui) -> anyhow::Result<()> {
     if args.task == Task::Regress && args.pos_weight.is_some() {
         return Err(UsageError("`--pos-weight` applies to `--task classify` only".into()).into());
     }
-    if args.batch_size == 0 || args.epochs == 0 {
-        return Err(UsageError("`--batch-size` and `--epochs` must be at least 1".into()).into());
+    for (flag, value) in [("--batch-size", args.batch_size), ("--epochs", args.epochs)] {
+        if value == 0 {
+            return Err(UsageError(format!("`{flag}` must be at least 1")).into());
+        }
     }
     check_parent_folders(&args.output, "--output")?;
     if args.output.exists() && !args.output.is_dir() {

@@ -186,8 +186,12 @@ pub(super) fn check_flags(args: &TrainArgs) -> Result<(), UsageError> {
                 .into(),
         );
     }
-    if args.batch_size() == 0 || args.hidden == Some(0) {
-        return fail("`--batch-size` and `--hidden` must be at least 1".into());
+    for (flag, zero) in
+        [("--batch-size", args.batch_size() == 0), ("--hidden", args.hidden == Some(0))]
+    {
+        if zero {
+            return fail(format!("`{flag}` must be at least 1"));
+        }
     }
     let numbers = [
         ("--lr", args.lr()),
