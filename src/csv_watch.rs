@@ -61,8 +61,9 @@ impl<R: Read> Read for Tail<R> {
     }
 }
 
-/// Watches the records a csv reader reads for a quoted field that runs to the end of the
-/// input. It keeps the bytes of the last record and whatever the reader has read ahead, no more.
+/// Watches the records a csv reader reads: where each starts, and whether a quoted field runs to
+/// the end of the input. It keeps the bytes of the last records and whatever the reader has
+/// read ahead, no more.
 #[derive(Debug)]
 pub struct Watch {
     kept: Rc<RefCell<Kept>>,
