@@ -166,7 +166,7 @@ pub struct AnalyzeArgs {
     ///
     /// By default each label's threshold is read from the first 2,000 non-empty texts: where
     /// its scores split into texts about it and texts not about it.
-    #[arg(long, value_name = "COSINE", help_heading = "Labels")]
+    #[arg(long, value_name = "COSINE", allow_negative_numbers = true, help_heading = "Labels")]
     pub threshold: Option<f32>,
     /// Trained heads to run beside the taxonomy (repeatable); their labels are crossed with
     /// the taxonomy labels in summary.json.
@@ -210,6 +210,18 @@ mod tests {
         assert_eq!(args.model.id(), DEFAULT_MODEL);
         assert!(args.model.model.is_none(), "the default is not taken as given");
         assert!(args.threshold.is_none());
+    }
+
+    #[test]
+    fn a_negative_cosine_threshold_and_a_tab_delimiter_parse() {
+        let cli =
+            Cli::try_parse_from(["habitlens", "analyze", "r.csv", "--threshold", "-0.1"]).unwrap();
+        let Command::Analyze(args) = cli.command else { panic!("expected analyze") };
+        assert_eq!(args.threshold, Some(-0.1));
+        assert_eq!(parse_delimiter("tab"), Ok(b'\t'));
+        assert_eq!(parse_delimiter("\\t"), Ok(b'\t'));
+        assert_eq!(parse_delimiter(";"), Ok(b';'));
+        assert!(parse_delimiter("ab").is_err() && parse_delimiter("é").is_err());
     }
 
     #[test]
