@@ -234,6 +234,8 @@ fn train_evaluate_and_classify_with_two_heads_in_one_pass() {
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
     assert_eq!(lines.len(), 101);
+    let keys: Vec<&String> = lines[0].as_object().unwrap().keys().collect();
+    assert_eq!(keys, ["id", "status", "sentiment"], "fields in the documented order");
     assert!(lines[0]["sentiment"]["labels"][0].is_string());
     assert!(lines[100]["sentiment"].is_null());
 
