@@ -177,22 +177,26 @@ pub enum InputError {
         file: String,
     },
     /// A JSONL line is not a JSON object.
-    #[error("`{file}`, row {row}: {problem}")]
+    #[error("`{file}`, row {row} (line {line}): {problem}")]
     Json {
         /// File name.
         file: String,
         /// Row number.
         row: usize,
+        /// Line number in the file (blank lines hold no row).
+        line: u64,
         /// Description.
         problem: String,
     },
     /// A JSONL row lacks a field.
-    #[error("`{file}`, row {row}: field `{column}` is missing")]
+    #[error("`{file}`, row {row} (line {line}): field `{column}` is missing")]
     MissingField {
         /// File name.
         file: String,
         /// Row number.
         row: usize,
+        /// Line number in the file.
+        line: u64,
         /// Field name.
         column: String,
     },
@@ -263,6 +267,8 @@ enum Inner {
         reader: Box<dyn BufRead>,
         json: bool,
         line: Vec<u8>,
+        /// Lines read so far, blank ones included.
+        lines_read: u64,
     },
 }
 
@@ -418,6 +424,7 @@ impl Reader {
                     reader: Box::new(BufReader::with_capacity(1 << 16, raw)),
                     json: format == Format::Jsonl,
                     line: Vec::new(),
+                    lines_read: 0,
                 }
             }
         };
@@ -475,7 +482,7 @@ impl Reader {
                     extra: extra.iter().map(|&i| field(i)).collect::<Result<_, _>>()?,
                 }))
             }
-            Inner::Lines { reader, json, line } => loop {
+            Inner::Lines { reader, json, line, lines_read } => loop {
                 line.clear();
                 let n = reader
                     .read_until(b'\n', line)
@@ -483,6 +490,7 @@ impl Reader {
                 if n == 0 {
                     return Ok(None);
                 }
+                *lines_read += 1;
                 while matches!(line.last(), Some(b'\n' | b'\r')) {
                     line.pop();
                 }
@@ -508,7 +516,8 @@ impl Reader {
                     continue;
                 }
                 self.row = row;
-                return json_record(&self.file, row, &decoded, &self.options).map(Some);
+                return json_record(&self.file, (row, *lines_read), &decoded, &self.options)
+                    .map(Some);
             },
         }
     }
@@ -522,31 +531,41 @@ impl Iterator for Reader {
     }
 }
 
+/// The record of JSONL row `row`, read from `line` of the file (`at`: the row and the line).
 fn json_record(
     file: &str,
-    row: usize,
+    at: (usize, u64),
     line: &str,
     options: &ReadOptions,
 ) -> Result<Record, InputError> {
+    let (row, line_no) = at;
     let value: serde_json::Value = serde_json::from_str(line).map_err(|e| InputError::Json {
         file: file.to_string(),
         row,
+        line: line_no,
         problem: format!("invalid JSON at column {}: {e}", e.column()),
     })?;
     let object = value.as_object().ok_or_else(|| InputError::Json {
         file: file.to_string(),
         row,
+        line: line_no,
         problem: "expected a JSON object".to_string(),
     })?;
     // Numbers keep the text they were written with (`1.50`, `1e3`, ids of 20 digits), which
     // serde_json's `Number` would reformat or round; the raw fields are parsed only when needed.
     let raw_fields = std::cell::OnceCell::<HashMap<String, &serde_json::value::RawValue>>::new();
     let field = |name: &str, separator: Option<&str>| -> Result<String, InputError> {
-        let bad = |problem: String| InputError::Json { file: file.to_string(), row, problem };
+        let bad = |problem: String| InputError::Json {
+            file: file.to_string(),
+            row,
+            line: line_no,
+            problem,
+        };
         match object.get(name) {
             None => Err(InputError::MissingField {
                 file: file.to_string(),
                 row,
+                line: line_no,
                 column: name.to_string(),
             }),
             Some(serde_json::Value::Null) => Ok(String::new()),
@@ -867,6 +886,13 @@ mod tests {
         let (_d2, bad) = write_temp("b.jsonl", b"{\"text\":\"a\"}\n{\"txt\":\"b\"}\n");
         let msg = read_all(&bad, options).unwrap_err().to_string();
         assert!(msg.contains("row 1") && msg.contains("`id`"), "{msg}");
+        // Blank lines hold no row, so the line is named beside the row.
+        let (_d3, bad) = write_temp("c.jsonl", b"{\"text\":\"a\"}\n\n\n{\"text\": [1, {}]\n");
+        let msg = read_all(&bad, ReadOptions::default()).unwrap_err().to_string();
+        assert!(msg.contains("row 2 (line 4)"), "{msg}");
+        let (_d4, bad) = write_temp("d.jsonl", b"\n{\"txt\":\"b\"}\n");
+        let msg = read_all(&bad, ReadOptions::default()).unwrap_err().to_string();
+        assert!(msg.contains("row 1 (line 2)") && msg.contains("`text`"), "{msg}");
     }
 
     #[test]
