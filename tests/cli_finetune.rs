@@ -270,6 +270,17 @@ fn fine_tuned_folder_is_a_head_and_a_model_that_reproduces_its_embeddings() {
             .chain([sentiment.to_str().unwrap(), "--output", &p(&dir.path().join("s.csv"))])
             .collect::<Vec<_>>(),
     );
+    // Trained on that very model (`--model DIR --output DIR`), the head does use it: no warning.
+    let own = dir.path().join("own");
+    common::copy_folder(&out, &own);
+    let (_, stderr) = run(
+        &cache,
+        &["train", &p(&data), "--text-column", "text", "--label-column", "sentiment"]
+            .into_iter()
+            .chain(["--model", &p(&own), "--output", &p(&own)])
+            .collect::<Vec<_>>(),
+    );
+    assert!(!stderr.contains("earlier run"), "{stderr}");
 
     // Evaluate: the 24 labelled rows are all counted. `--model` given, even as the default
     // model, is not used beside the folder's own encoder, and a warning says so.

@@ -11,25 +11,11 @@ use habitlens::embed::Embedder;
 use habitlens::heads::cache::{EmbeddingCache, embed_cached};
 use habitlens::model::{ModelFiles, ModelSource, ModelSpec};
 
-/// Copies a model snapshot (following the Hub cache's links) into `to`.
-fn copy_folder(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let path = entry.unwrap().path();
-        let target = to.join(path.file_name().unwrap());
-        if path.is_dir() {
-            copy_folder(&path, &target);
-        } else {
-            std::fs::copy(&path, &target).unwrap();
-        }
-    }
-}
-
 /// A copy of the default model in `dir/model`.
 fn copied_model(dir: &Path) -> PathBuf {
     let base = ModelFiles::resolve(&common::default_source()).unwrap();
     let model = dir.join("model");
-    copy_folder(base.weights.parent().unwrap(), &model);
+    common::copy_folder(base.weights.parent().unwrap(), &model);
     model
 }
 

@@ -257,7 +257,11 @@ pub(super) fn run(args: &TrainArgs, ui: Ui) -> anyhow::Result<()> {
     }
     let name = head_name(args);
     let folder = crate::output::OutputFolder::claim(&args.output, META_FILE)?;
-    if args.output.join("model.safetensors").is_file() {
+    let real = |p: &std::path::Path| std::fs::canonicalize(p).ok();
+    let model_is_output =
+        real(std::path::Path::new(&args.model)).is_some_and(|m| Some(m) == real(&args.output));
+    // A head trained on the folder's own model (`--model DIR --output DIR`) does use it.
+    if args.output.join("model.safetensors").is_file() && !model_is_output {
         tracing::warn!(
             "`{}` holds a model from an earlier run (`model.safetensors`): the new head is \
              trained on `{}` and does not use it, and it stays in the folder; write the head to \
