@@ -48,7 +48,8 @@ impl Drop for Registered {
 }
 
 /// Whether `path` is on the register.
-pub fn is_registered(path: &Path) -> bool {
+#[cfg(test)]
+pub(crate) fn is_registered(path: &Path) -> bool {
     register_lock().iter().any(|(_, p, _)| p == path)
 }
 

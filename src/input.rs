@@ -324,10 +324,6 @@ impl Reader {
                     .delimiter(delimiter)
                     .has_headers(true)
                     .from_reader(raw);
-                reader.byte_headers().map_err(|e| csv_error(&file, 0, e, 1))?;
-                if watch.header_open(reader.position()) {
-                    return Err(InputError::HeaderQuote { file });
-                }
                 let header_bytes = reader.byte_headers().map_err(|e| csv_error(&file, 0, e, 1))?;
                 let headers: Vec<String> = header_bytes
                     .iter()
@@ -337,6 +333,9 @@ impl Reader {
                     })
                     .map(|h| h.trim_start_matches('\u{feff}').to_string())
                     .collect();
+                if watch.header_open(reader.position()) {
+                    return Err(InputError::HeaderQuote { file });
+                }
                 if headers.is_empty() {
                     return Err(InputError::Empty { file });
                 }

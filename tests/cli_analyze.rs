@@ -177,9 +177,7 @@ fn closed_stdout_still_writes_the_files_and_exits_zero() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("out");
     let input = common::repo_root().join("examples/reviews.csv");
-    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("habitlens"))
-        .env("HF_HOME", common::hf_home())
-        .env_remove("HABITLENS_MODEL")
+    let mut child = common::habitlens_process()
         .args(["--quiet", "analyze", input.to_str().unwrap(), "--text-column", "review"])
         .args(["--output-dir", out.to_str().unwrap()])
         .stdout(std::process::Stdio::piped())
@@ -228,10 +226,7 @@ fn closed_stderr_loses_the_warnings_not_the_run() {
     let out = dir.path().join("out");
     let (reader, writer) = std::io::pipe().unwrap();
     drop(reader);
-    let status = std::process::Command::new(assert_cmd::cargo::cargo_bin("habitlens"))
-        .env("HF_HOME", common::hf_home())
-        .env_remove("HABITLENS_MODEL")
-        .env_remove("RUST_LOG")
+    let status = common::habitlens_process()
         .args(["-v", "analyze", input.to_str().unwrap(), "--output-dir", out.to_str().unwrap()])
         .stdout(std::process::Stdio::null())
         .stderr(writer)

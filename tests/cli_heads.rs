@@ -176,10 +176,8 @@ fn train_evaluate_and_classify_with_two_heads_in_one_pass() {
     let late = dir.path().join("late.json");
     let (reader, writer) = std::io::pipe().unwrap();
     drop(reader);
-    let status = std::process::Command::new(assert_cmd::cargo::cargo_bin("habitlens"))
-        .env("HF_HOME", common::hf_home())
+    let status = common::habitlens_process()
         .env("HABITLENS_CACHE", &cache)
-        .env_remove("HABITLENS_MODEL")
         .args(["evaluate", test.to_str().unwrap(), "--head", sentiment.to_str().unwrap()])
         .args(["--report", late.to_str().unwrap()])
         .stdout(writer)

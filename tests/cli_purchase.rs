@@ -290,11 +290,8 @@ fn text_column_is_embedded_and_joined() {
 fn run_with_stdout_closed(args: &[&str]) -> std::process::ExitStatus {
     let (reader, writer) = std::io::pipe().unwrap();
     drop(reader);
-    std::process::Command::new(env!("CARGO_BIN_EXE_habitlens"))
+    common::habitlens_process()
         .args(args)
-        .env("HF_HOME", common::hf_home())
-        .env_remove("HABITLENS_MODEL")
-        .env_remove("RUST_LOG")
         .stdout(writer)
         .stderr(std::process::Stdio::null())
         .status()

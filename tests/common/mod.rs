@@ -43,6 +43,13 @@ pub fn hf_home() -> PathBuf {
 }
 
 /// A `habitlens` command with `HF_HOME` set as the tests expect and no progress bars.
+/// The binary as a plain process, set up as [`habitlens`] is, for tests that hand it pipes.
+pub fn habitlens_process() -> std::process::Command {
+    let mut cmd = std::process::Command::new(assert_cmd::cargo::cargo_bin("habitlens"));
+    cmd.env("HF_HOME", hf_home()).env_remove("HABITLENS_MODEL").env_remove("RUST_LOG");
+    cmd
+}
+
 pub fn habitlens() -> assert_cmd::Command {
     let mut cmd = assert_cmd::Command::cargo_bin("habitlens").expect("the binary is built");
     cmd.env("HF_HOME", hf_home()).env_remove("HABITLENS_MODEL").env_remove("RUST_LOG");
